@@ -1,0 +1,103 @@
+"""The composition root: `create_app(settings)` wires every part of the service together.
+
+Long-lived resources open and close in `cleanup_ctx` generators, in order: signing key,
+database, Redis, the event bus, the Socket.IO server. Nothing here reads the environment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from importlib.metadata import PackageNotFoundError, version
+
+from aiohttp import web
+
+from api import middleware
+from api.keys import BUS, DATABASE, METRICS, REDIS, SETTINGS, SIGNING_KEY, SOCKETS
+from api.metrics import Metrics
+from api.openapi import setup_openapi
+from api.ops import routes as ops_routes
+from core.bus import create_bus
+from core.logs import get_logger
+from core.redis_client import open_redis
+from core.secret_key import load_signing_key
+from core.settings import Settings
+from db.connection import Database
+from hub.server import create_socket_server
+
+log = get_logger(__name__)
+
+TITLE = "IdEinstein hub API"
+
+
+def service_version() -> str:
+    try:
+        return version("ideinstein-hub")
+    except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+        return "0.0.0"
+
+
+async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
+    database = Database(app[SETTINGS].database_url)
+    await database.open()
+    database.make_current()
+    app[DATABASE] = database
+    try:
+        yield
+    finally:
+        await database.close()
+
+
+async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    if settings.redis_url is None:
+        yield
+        return
+    redis = open_redis(settings.redis_url)
+    app[REDIS] = redis
+    try:
+        yield
+    finally:
+        await redis.aclose()
+
+
+async def _bus_ctx(app: web.Application) -> AsyncIterator[None]:
+    bus = create_bus(redis=app.get(REDIS), prefix=app[SETTINGS].redis_prefix)
+    await bus.start()
+    app[BUS] = bus
+    try:
+        yield
+    finally:
+        await bus.close()
+
+
+async def _sockets_ctx(app: web.Application) -> AsyncIterator[None]:
+    # The server is attached in create_app (routes freeze at start-up); its manager connects
+    # to Redis lazily, at the first connection, and everything it started stops here.
+    yield
+    await app[SOCKETS].shutdown()
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(
+        middlewares=[
+            middleware.request_id_middleware,
+            middleware.metrics_middleware,
+            middleware.cors_middleware,
+            middleware.error_middleware,
+            middleware.database_middleware,
+        ],
+        client_max_size=settings.max_request_bytes,
+    )
+    app[SETTINGS] = settings
+    app[SIGNING_KEY] = signing_key = load_signing_key(settings)
+    app[METRICS] = Metrics()
+    app.on_response_prepare.append(middleware.add_response_headers)
+    app.cleanup_ctx.extend([_database_ctx, _redis_ctx, _bus_ctx, _sockets_ctx])
+
+    sio = create_socket_server(settings, signing_key=signing_key)
+    sio.attach(app, socketio_path="socket.io")
+    app[SOCKETS] = sio
+
+    ops_routes.add_routes(app)
+    setup_openapi(app, title=TITLE, version=service_version())
+    return app

@@ -1,0 +1,202 @@
+"""The `ideinstein` command line: serve, migrate, makemigrations, config, createsuperuser."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from aiohttp import web
+
+from api.access_log import AccessLogger
+from core.errors import AppError, ConfigError
+from core.logs import configure_logging, get_logger
+from core.settings import LogFormat, Settings, load_settings
+from db.connection import open_database
+from db.migrate import (
+    applied_migrations,
+    apply_migrations,
+    make_migrations,
+    pending_migrations,
+    rollback_migrations,
+)
+
+log = get_logger("ideinstein")
+
+PASSWORD_ENV = "IDEINSTEIN_SUPERUSER_PASSWORD"  # noqa: S105 - a variable name
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ideinstein", description="IdEinstein hub")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the web and Socket.IO server")
+    serve.add_argument("--host", help="address to bind (default: HOST setting)")
+    serve.add_argument("--port", type=int, help="port to listen on (default: PORT setting)")
+    serve.add_argument(
+        "--no-uvloop", action="store_true", help="use asyncio's own loop even if uvloop is there"
+    )
+    serve.add_argument(
+        "--no-migrate",
+        action="store_true",
+        help="do not apply migrations at start (they are applied in embedded mode by default)",
+    )
+    serve.set_defaults(func=cmd_serve)
+
+    migrate = commands.add_parser("migrate", help="apply (or roll back) database migrations")
+    group = migrate.add_mutually_exclusive_group()
+    group.add_argument("--downgrade", type=int, metavar="N", help="roll back the newest N")
+    group.add_argument("--list", action="store_true", help="show applied and pending migrations")
+    migrate.set_defaults(func=cmd_migrate)
+
+    makemigrations = commands.add_parser(
+        "makemigrations", help="write a migration file for model changes (developers)"
+    )
+    makemigrations.add_argument("--name", help="suffix of the new file's name")
+    makemigrations.set_defaults(func=cmd_makemigrations)
+
+    config = commands.add_parser("config", help="print the effective settings, secrets hidden")
+    config.add_argument("--json", action="store_true", help="as JSON")
+    config.set_defaults(func=cmd_config)
+
+    createsuperuser = commands.add_parser("createsuperuser", help="create a super_admin account")
+    createsuperuser.add_argument("--email", required=True)
+    createsuperuser.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help=f"read the password from standard input (else ${PASSWORD_ENV}, else a prompt)",
+    )
+    createsuperuser.set_defaults(func=cmd_createsuperuser)
+    return parser
+
+
+def _loop_factory(
+    settings: Settings, *, disable_uvloop: bool
+) -> Callable[[], asyncio.AbstractEventLoop]:
+    if settings.uvloop and not disable_uvloop:
+        try:
+            import uvloop
+        except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+            log.warning("serve.uvloop_missing")
+        else:
+            factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+            return factory
+    return asyncio.new_event_loop
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    from api.app import create_app  # the app pulls in every floor: import it only to serve
+
+    host = args.host or settings.host
+    port = args.port or settings.port
+    loop = _loop_factory(settings, disable_uvloop=args.no_uvloop)()
+    asyncio.set_event_loop(loop)
+    if settings.is_embedded_database and not args.no_migrate:
+        applied = loop.run_until_complete(apply_migrations(settings.database_url))
+        if applied:
+            log.info("serve.migrated", applied=applied)
+    log.info("serve.starting", url=f"http://{host}:{port}", loop=type(loop).__module__)
+    web.run_app(
+        create_app(settings),
+        host=host,
+        port=port,
+        loop=loop,
+        shutdown_timeout=settings.shutdown_timeout,
+        access_log_class=AccessLogger,
+        print=None,
+    )
+    return 0
+
+
+def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    url = settings.database_url
+    if args.list:
+        applied = asyncio.run(applied_migrations(url))
+        pending = asyncio.run(pending_migrations(url))
+        for name in applied:
+            print(f"[x] {name}")
+        for name in pending:
+            print(f"[ ] {name}")
+        return 0
+    if args.downgrade is not None:
+        if args.downgrade < 1:
+            print("ideinstein: --downgrade takes a number of at least 1", file=sys.stderr)
+            return 2
+        names = asyncio.run(rollback_migrations(url, steps=args.downgrade))
+        print("rolled back: " + (", ".join(names) if names else "nothing"))
+        return 0
+    names = asyncio.run(apply_migrations(url))
+    print("applied: " + (", ".join(names) if names else "nothing, the schema is up to date"))
+    return 0
+
+
+def cmd_makemigrations(settings: Settings, args: argparse.Namespace) -> int:
+    paths = asyncio.run(make_migrations(name=args.name))
+    for path in paths:
+        print(f"created {path}")
+    if not paths:
+        print("no changes")
+    return 0
+
+
+def cmd_config(settings: Settings, args: argparse.Namespace) -> int:
+    values = settings.redacted()
+    if args.json:
+        print(json.dumps(values, indent=2, sort_keys=True))
+    else:
+        width = max(len(name) for name in values)
+        for name, value in values.items():
+            shown = ",".join(value) if isinstance(value, list) else value
+            print(f"{name.upper():<{width}}  {'' if shown is None else shown}")
+    return 0
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    from_env = os.environ.get(PASSWORD_ENV)
+    if from_env:
+        return from_env
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Password (again): ") != first:
+        raise AppError("password_mismatch", "The passwords do not match")
+    return first
+
+
+def cmd_createsuperuser(settings: Settings, args: argparse.Namespace) -> int:
+    from api.identity.service import create_superuser
+
+    password = _read_password(args)
+
+    async def run() -> Any:
+        async with open_database(settings.database_url):
+            return await create_superuser(email=args.email, password=password)
+
+    account = asyncio.run(run())
+    print(f"created super_admin {account.email} ({account.id})")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"ideinstein: configuration error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(level=settings.log_level, json=settings.log_format is LogFormat.JSON)
+    try:
+        result: int = args.func(settings, args)
+    except AppError as exc:
+        print(f"ideinstein: {exc.code}: {exc.message}", file=sys.stderr)
+        return 1
+    return result
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,260 @@
+"""Settings: one frozen object built from the environment (and an optional `.env`).
+
+The defaults are the embedded mode: SQLite under `./var`, the in-process bus, local-disk blobs,
+mail written to `./var/outbox`. Production sets the URLs below. Nothing here is read at import
+time: `load_settings()` is called by the command line (or a test) and the result is passed down.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import SplitResult, urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from core.errors import ConfigError
+
+DATABASE_SCHEMES = ("sqlite", "postgres", "postgresql")
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+STORAGE_SCHEMES = ("file", "s3")
+CLAMD_SCHEMES = ("tcp", "unix")
+SMTP_SCHEMES = ("smtp", "smtps")
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+    TEST = "test"
+
+
+class LogFormat(StrEnum):
+    CONSOLE = "console"
+    JSON = "json"
+
+
+def _check_url(value: str, schemes: tuple[str, ...]) -> SplitResult:
+    try:
+        parts = urlsplit(value)
+    except ValueError as exc:
+        raise ValueError(f"malformed URL ({exc})") from None
+    if not parts.scheme:
+        raise ValueError(
+            f"malformed URL {value!r}: no scheme (expected one of {', '.join(schemes)})"
+        )
+    if parts.scheme not in schemes:
+        raise ValueError(f"unknown backend {parts.scheme!r} (expected one of {', '.join(schemes)})")
+    return parts
+
+
+def _needs_host(parts: SplitResult, value: str) -> None:
+    if parts.scheme != "unix" and not parts.hostname:
+        raise ValueError(f"malformed URL {value!r}: no host")
+
+
+class Settings(BaseSettings):
+    """Every setting the service reads. Environment variable = field name in upper case."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+        case_sensitive=False,
+    )
+
+    environment: Environment = Field(
+        Environment.DEVELOPMENT, description="development, production or test"
+    )
+    host: str = Field("127.0.0.1", description="Address `ideinstein serve` binds to")
+    port: int = Field(8080, ge=1, le=65535, description="Port `ideinstein serve` listens on")
+    public_url: str = Field(
+        "http://127.0.0.1:8080", description="The address browsers use to reach the service"
+    )
+    data_dir: Path = Field(
+        Path("var"), description="Embedded mode's home: SQLite file, blobs, outbox, secrets"
+    )
+    database_url: str = Field(
+        "sqlite://var/ideinstein.db", description="sqlite://PATH or postgres://USER@HOST/DB"
+    )
+    redis_url: str | None = Field(
+        None, description="Redis for bus, presence, rate limits and Celery; unset = in-process"
+    )
+    redis_prefix: str = Field(
+        "ideinstein:", description="Prefix of every Redis key and channel this service uses"
+    )
+    storage_url: str = Field(
+        "file://var/blobs", description="file://DIR for local disk or s3://BUCKET for S3"
+    )
+    clamd_url: str | None = Field(
+        None, description="tcp://HOST:PORT or unix:///path of clamd; unset = no scanning"
+    )
+    smtp_url: str | None = Field(
+        None, description="smtp(s)://USER:PASS@HOST:PORT; unset = mail written to var/outbox"
+    )
+    secret_key: SecretStr | None = Field(
+        None,
+        description="Signs tokens; unset in development = generated once and kept in var/",
+    )
+    cors_allowed_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Comma-separated origins allowed to call the API"
+    )
+    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
+    log_format: LogFormat = Field(LogFormat.CONSOLE, description="console or json")
+    max_request_bytes: int = Field(
+        1_048_576, ge=1024, description="Largest request body outside uploads, in bytes"
+    )
+    uvloop: bool = Field(True, description="Run the event loop on uvloop when installed")
+    shutdown_timeout: float = Field(
+        3.0, ge=0, description="Seconds `serve` waits for open connections at shutdown"
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        parts = _check_url(value, DATABASE_SCHEMES)
+        if parts.scheme == "sqlite":
+            if not (parts.netloc + parts.path):
+                raise ValueError(f"malformed URL {value!r}: no file path")
+        else:
+            _needs_host(parts, value)
+            if not parts.path.strip("/"):
+                raise ValueError(f"malformed URL {value!r}: no database name")
+        return value
+
+    @field_validator("redis_url", "clamd_url", "smtp_url", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            _needs_host(_check_url(value, REDIS_SCHEMES), value)
+        return value
+
+    @field_validator("storage_url")
+    @classmethod
+    def _check_storage_url(cls, value: str) -> str:
+        parts = _check_url(value, STORAGE_SCHEMES)
+        if not (parts.netloc + parts.path):
+            raise ValueError(f"malformed URL {value!r}: no directory or bucket")
+        return value
+
+    @field_validator("clamd_url")
+    @classmethod
+    def _check_clamd_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = _check_url(value, CLAMD_SCHEMES)
+            _needs_host(parts, value)
+            if parts.scheme == "tcp" and parts.port is None:
+                raise ValueError(f"malformed URL {value!r}: no port")
+        return value
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _check_smtp_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            _needs_host(_check_url(value, SMTP_SCHEMES), value)
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _check_public_url(cls, value: str) -> str:
+        _needs_host(_check_url(value, ("http", "https")), value)
+        return value.rstrip("/")
+
+    @field_validator("redis_prefix")
+    @classmethod
+    def _check_redis_prefix(cls, value: str) -> str:
+        if any(ch in value for ch in "*?[]\\ "):
+            raise ValueError("must not contain glob characters or spaces")
+        return value
+
+    @field_validator("cors_allowed_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("cors_allowed_origins")
+    @classmethod
+    def _check_origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            parts = _check_url(origin, ("http", "https"))
+            if not parts.hostname or parts.path not in ("", "/") or parts.query:
+                raise ValueError(f"{origin!r} is not an origin (scheme://host[:port])")
+        return [origin.rstrip("/") for origin in value]
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ValueError(f"unknown log level {value!r}")
+        return level
+
+    @model_validator(mode="after")
+    def _check_production(self) -> Settings:
+        if self.environment is Environment.PRODUCTION and self.secret_key is None:
+            raise ValueError("SECRET_KEY must be set in production")
+        return self
+
+    # Derived facts, so callers never parse URLs themselves.
+    @property
+    def is_postgres(self) -> bool:
+        return urlsplit(self.database_url).scheme in ("postgres", "postgresql")
+
+    @property
+    def is_embedded_database(self) -> bool:
+        return not self.is_postgres
+
+    @property
+    def uses_redis(self) -> bool:
+        return self.redis_url is not None
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.data_dir / "outbox"
+
+    def redacted(self) -> dict[str, Any]:
+        """The effective settings with every secret (keys, URL passwords) hidden."""
+        out: dict[str, Any] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                value = "**********"
+            elif isinstance(value, str) and "://" in value:
+                value = _redact_url(value)
+            elif isinstance(value, StrEnum):
+                value = value.value
+            elif isinstance(value, Path):
+                value = str(value)
+            out[name] = value
+        return out
+
+
+def _redact_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.password is None:
+        return value
+    user = parts.username or ""
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return parts._replace(netloc=f"{user}:**********@{host}{port}").geturl()
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings from the environment; raise `ConfigError` naming the bad setting."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        loc = error["loc"]
+        name = str(loc[0]).upper() if loc else "settings"
+        message = error["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"{name}: {message}", setting=name) from None

@@ -1,0 +1,1 @@
+"""Floor 2: Tortoise ORM models, configuration and migrations."""

@@ -1,0 +1,36 @@
+"""Tortoise configuration from `DATABASE_URL`: SQLite in embedded mode, PostgreSQL in production."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+APP_LABEL = "models"
+MODEL_MODULES = ["db.models.identity"]
+MIGRATIONS_MODULE = "db.migrations"
+
+
+def tortoise_config(database_url: str) -> dict[str, Any]:
+    return {
+        "connections": {"default": database_url},
+        "apps": {
+            APP_LABEL: {
+                "models": MODEL_MODULES,
+                "default_connection": "default",
+                "migrations": MIGRATIONS_MODULE,
+            }
+        },
+        "use_tz": True,
+        "timezone": "UTC",
+    }
+
+
+def ensure_sqlite_directory(database_url: str) -> None:
+    """SQLite creates the file but not its folder: make `var/` on first start."""
+    parts = urlsplit(database_url)
+    if parts.scheme != "sqlite":
+        return
+    path = parts.netloc + parts.path
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,53 @@
+"""Open and close the ORM: one `Database` per app, `open_database` for one-off commands.
+
+Tortoise 1.x keeps its state in a `TortoiseContext` found through a context variable. An app
+owns one context (several apps, e.g. two hub nodes in one test process, never share one) and
+makes it current for each request and for the tasks its start-up creates; nothing global.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from tortoise.connection import get_connection
+from tortoise.context import TortoiseContext
+
+from db.config import ensure_sqlite_directory, tortoise_config
+
+
+class Database:
+    def __init__(self, database_url: str) -> None:
+        self.url = database_url
+        self.context = TortoiseContext()
+
+    async def open(self) -> None:
+        ensure_sqlite_directory(self.url)
+        with self.context:
+            await self.context.init(config=tortoise_config(self.url))
+
+    def make_current(self) -> None:
+        """Make this database current here and in every task started from here on.
+
+        Used once at start-up: the context variable is then inherited by the server and the
+        background tasks it starts. Requests also enter it explicitly (see the middleware).
+        """
+        self.context.__enter__()
+
+    async def close(self) -> None:
+        with self.context:
+            await self.context.close_connections()
+
+    async def ping(self) -> None:
+        """Raise if the database does not answer a trivial query."""
+        with self.context:
+            await get_connection("default").execute_query("SELECT 1")
+
+
+@asynccontextmanager
+async def open_database(database_url: str) -> AsyncIterator[TortoiseContext]:
+    """The ORM for the duration of a block (command line, scripts, tests)."""
+    ensure_sqlite_directory(database_url)
+    async with TortoiseContext() as ctx:
+        await ctx.init(config=tortoise_config(database_url))
+        yield ctx

@@ -1,0 +1,1 @@
+"""Floor 4: Celery workers turning CAD uploads into previews, reporting progress on the bus."""

@@ -1,0 +1,132 @@
+"""Shared fixtures: settings, databases (SQLite and the real PostgreSQL), Redis, the app."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestClient
+from redis.asyncio import Redis
+
+from api.app import create_app
+from core.logs import configure_logging
+from core.settings import Settings
+from db.migrate import apply_migrations
+from tests.services import require_postgres, require_redis
+
+SettingsFactory = Callable[..., Settings]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--databases",
+        default="sqlite,postgres",
+        help="comma-separated databases the database-backed tests run on",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "database_kind" in metafunc.fixturenames:
+        kinds = metafunc.config.getoption("--databases").split(",")
+        metafunc.parametrize("database_kind", kinds)
+
+
+@pytest.fixture
+def var_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "var"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+async def database_url(database_kind: str, tmp_path: Path) -> AsyncIterator[str]:
+    """An empty database: a SQLite file, or a fresh schema in the real PostgreSQL."""
+    if database_kind == "sqlite":
+        yield f"sqlite://{tmp_path}/test.db"
+        return
+    base = require_postgres()
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+    conn = await asyncpg.connect(base)
+    try:
+        await conn.execute(f'CREATE SCHEMA "{schema}"')
+        yield f"{base}?schema={schema}"
+    finally:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        await conn.close()
+
+
+@pytest.fixture
+async def migrated_database_url(database_url: str) -> str:
+    await apply_migrations(database_url)
+    return database_url
+
+
+@pytest.fixture
+def redis_url() -> str:
+    return require_redis()
+
+
+@pytest.fixture
+async def redis_prefix(redis_url: str) -> AsyncIterator[str]:
+    """A key and channel prefix of this test's own; its keys are deleted afterwards."""
+    prefix = f"test:{uuid.uuid4().hex[:12]}:"
+    yield prefix
+    client = Redis.from_url(redis_url)
+    try:
+        keys = [key async for key in client.scan_iter(match=f"{prefix}*")]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def make_settings(var_dir: Path) -> SettingsFactory:
+    """Settings as in embedded mode, isolated in this test's folder, plus overrides."""
+
+    def build(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "environment": "test",
+            "data_dir": var_dir,
+            "database_url": f"sqlite://{var_dir}/ideinstein.db",
+            "storage_url": f"file://{var_dir}/blobs",
+        }
+        values.update(overrides)
+        return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+    return build
+
+
+@pytest.fixture
+def settings(make_settings: SettingsFactory, migrated_database_url: str) -> Settings:
+    return make_settings(database_url=migrated_database_url)
+
+
+@pytest.fixture
+async def client(aiohttp_client: Any, settings: Settings) -> TestClient[Any, Any]:
+    client: TestClient[Any, Any] = await aiohttp_client(create_app(settings))
+    return client
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _logging() -> None:
+    """Log as the service does, so tests can read records through caplog."""
+    configure_logging(level="INFO", json=True)
+
+
+@pytest.fixture(autouse=True)
+def _no_environment_leaks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests build their settings explicitly; a developer's shell must not change them."""
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
