@@ -22,7 +22,7 @@ from core.redis_client import open_redis
 from core.secret_key import load_signing_key
 from core.settings import Settings
 from db.connection import Database
-from hub.server import create_socket_server
+from hub.server import create_socket_server, shutdown_socket_server
 
 log = get_logger(__name__)
 
@@ -74,7 +74,7 @@ async def _sockets_ctx(app: web.Application) -> AsyncIterator[None]:
     # The server is attached in create_app (routes freeze at start-up); its manager connects
     # to Redis lazily, at the first connection, and everything it started stops here.
     yield
-    await app[SOCKETS].shutdown()
+    await shutdown_socket_server(app[SOCKETS])
 
 
 def create_app(settings: Settings) -> web.Application:

@@ -60,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     makemigrations.add_argument("--name", help="suffix of the new file's name")
     makemigrations.set_defaults(func=cmd_makemigrations)
 
+    worker = commands.add_parser("worker", help="run a render farm Celery worker (needs Redis)")
+    worker.add_argument("--concurrency", type=int, help="worker processes (default: CPU count)")
+    worker.set_defaults(func=cmd_worker)
+
     config = commands.add_parser("config", help="print the effective settings, secrets hidden")
     config.add_argument("--json", action="store_true", help="as JSON")
     config.set_defaults(func=cmd_config)
@@ -144,6 +148,14 @@ def cmd_makemigrations(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    from render_farm.celery_app import create_celery, worker_argv
+
+    app = create_celery(settings)
+    app.worker_main(worker_argv(concurrency=args.concurrency, log_level=settings.log_level))
+    return 0
+
+
 def cmd_config(settings: Settings, args: argparse.Namespace) -> int:
     values = settings.redacted()
     if args.json:
@@ -195,6 +207,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AppError as exc:
         print(f"ideinstein: {exc.code}: {exc.message}", file=sys.stderr)
         return 1
+    except ConfigError as exc:
+        print(f"ideinstein: configuration error: {exc}", file=sys.stderr)
+        return 2
     return result
 
 

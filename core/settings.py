@@ -77,7 +77,8 @@ class Settings(BaseSettings):
         Path("var"), description="Embedded mode's home: SQLite file, blobs, outbox, secrets"
     )
     database_url: str = Field(
-        "sqlite://var/ideinstein.db", description="sqlite://PATH or postgres://USER@HOST/DB"
+        "sqlite://var/ideinstein.db",
+        description="sqlite://PATH or postgres://USER@HOST/DB; default: ideinstein.db in DATA_DIR",
     )
     redis_url: str | None = Field(
         None, description="Redis for bus, presence, rate limits and Celery; unset = in-process"
@@ -86,7 +87,8 @@ class Settings(BaseSettings):
         "ideinstein:", description="Prefix of every Redis key and channel this service uses"
     )
     storage_url: str = Field(
-        "file://var/blobs", description="file://DIR for local disk or s3://BUCKET for S3"
+        "file://var/blobs",
+        description="file://DIR for local disk or s3://BUCKET for S3; default: blobs in DATA_DIR",
     )
     clamd_url: str | None = Field(
         None, description="tcp://HOST:PORT or unix:///path of clamd; unset = no scanning"
@@ -107,9 +109,24 @@ class Settings(BaseSettings):
         1_048_576, ge=1024, description="Largest request body outside uploads, in bytes"
     )
     uvloop: bool = Field(True, description="Run the event loop on uvloop when installed")
+    render_soft_time_limit: int = Field(
+        300, ge=1, description="Seconds a render may take before it is asked to stop (timeout)"
+    )
+    render_time_limit: int = Field(
+        330, ge=2, description="Seconds after which a render's worker process is killed"
+    )
     shutdown_timeout: float = Field(
         3.0, ge=0, description="Seconds `serve` waits for open connections at shutdown"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _embedded_paths_follow_data_dir(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("data_dir") not in (None, ""):
+            home = str(data["data_dir"]).rstrip("/")
+            data.setdefault("database_url", f"sqlite://{home}/ideinstein.db")
+            data.setdefault("storage_url", f"file://{home}/blobs")
+        return data
 
     @field_validator("database_url")
     @classmethod
@@ -197,6 +214,12 @@ class Settings(BaseSettings):
         if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ValueError(f"unknown log level {value!r}")
         return level
+
+    @model_validator(mode="after")
+    def _check_time_limits(self) -> Settings:
+        if self.render_soft_time_limit >= self.render_time_limit:
+            raise ValueError("RENDER_SOFT_TIME_LIMIT must be below RENDER_TIME_LIMIT")
+        return self
 
     @model_validator(mode="after")
     def _check_production(self) -> Settings:

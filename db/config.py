@@ -11,13 +11,25 @@ MODEL_MODULES = ["db.models.identity"]
 MIGRATIONS_MODULE = "db.migrations"
 
 
+def connection_name(database_url: str) -> str:
+    """The connection's name is its dialect.
+
+    Tortoise caches each model's compiled queries under the connection name, process-wide;
+    were SQLite and PostgreSQL both called "default", whichever ran first would lend its
+    placeholders to the other (a process that opens both: the tests, a data migration).
+    """
+    scheme = urlsplit(database_url).scheme
+    return "postgres" if scheme in ("postgres", "postgresql") else scheme
+
+
 def tortoise_config(database_url: str) -> dict[str, Any]:
+    name = connection_name(database_url)
     return {
-        "connections": {"default": database_url},
+        "connections": {name: database_url},
         "apps": {
             APP_LABEL: {
                 "models": MODEL_MODULES,
-                "default_connection": "default",
+                "default_connection": name,
                 "migrations": MIGRATIONS_MODULE,
             }
         },

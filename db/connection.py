@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from tortoise.connection import get_connection
 from tortoise.context import TortoiseContext
 
-from db.config import ensure_sqlite_directory, tortoise_config
+from db.config import connection_name, ensure_sqlite_directory, tortoise_config
 
 
 class Database:
@@ -41,7 +41,7 @@ class Database:
     async def ping(self) -> None:
         """Raise if the database does not answer a trivial query."""
         with self.context:
-            await get_connection("default").execute_query("SELECT 1")
+            await get_connection(connection_name(self.url)).execute_query("SELECT 1")
 
 
 @asynccontextmanager

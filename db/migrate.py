@@ -15,12 +15,12 @@ from tortoise.migrations.api import migrate as migrate_api
 from tortoise.migrations.autodetector import MigrationAutodetector
 from tortoise.migrations.executor import MigrationExecutor, PlanStep
 
-from db.config import APP_LABEL, ensure_sqlite_directory, tortoise_config
+from db.config import APP_LABEL, connection_name, ensure_sqlite_directory, tortoise_config
 
 
 async def _executor(database_url: str) -> MigrationExecutor:
     config = tortoise_config(database_url)
-    return MigrationExecutor(get_connection("default"), config["apps"])
+    return MigrationExecutor(get_connection(connection_name(database_url)), config["apps"])
 
 
 async def applied_migrations(database_url: str) -> list[str]:

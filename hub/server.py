@@ -7,6 +7,8 @@ access token as the REST API (`auth: {token}`); a refusal's data carries `code`.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
 import socketio
@@ -27,12 +29,39 @@ def user_room(user_id: str) -> str:
     return f"user:{user_id}"
 
 
+def refuse(code: str, message: str) -> socketio.exceptions.ConnectionRefusedError:
+    """A handshake refusal: the client's `connect_error` gets `{message, data: {code}}`."""
+    return socketio.exceptions.ConnectionRefusedError(message, {"code": code})
+
+
+class RedisClientManager(socketio.AsyncRedisManager):  # type: ignore[misc]
+    """python-socketio's Redis manager, plus the close it lacks: `AsyncServer.shutdown()`
+    stops Engine.IO but leaves the manager's listener task and Redis connections open."""
+
+    async def close(self) -> None:
+        listener: asyncio.Task[None] | None = getattr(self, "thread", None)
+        if listener is not None:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+        pubsub = getattr(self, "pubsub", None)
+        if pubsub is not None:
+            await pubsub.aclose()
+        redis = getattr(self, "redis", None)
+        if redis is not None:
+            await redis.aclose()
+
+
 def create_client_manager(settings: Settings) -> socketio.AsyncManager:
     if settings.redis_url is None:
         return socketio.AsyncManager()
-    return socketio.AsyncRedisManager(
-        settings.redis_url, channel=f"{settings.redis_prefix}socketio"
-    )
+    return RedisClientManager(settings.redis_url, channel=f"{settings.redis_prefix}socketio")
+
+
+async def shutdown_socket_server(sio: socketio.AsyncServer) -> None:
+    await sio.shutdown()
+    if isinstance(sio.manager, RedisClientManager):
+        await sio.manager.close()
 
 
 def create_socket_server(settings: Settings, *, signing_key: SigningKey) -> socketio.AsyncServer:
@@ -49,15 +78,11 @@ def create_socket_server(settings: Settings, *, signing_key: SigningKey) -> sock
     async def connect(sid: str, environ: dict[str, Any], auth: Any) -> None:
         token = auth.get("token") if isinstance(auth, dict) else None
         if not isinstance(token, str) or not token:
-            raise socketio.exceptions.ConnectionRefusedError(
-                {"code": "unauthorized", "message": "An access token is required"}
-            )
+            raise refuse("unauthorized", "An access token is required")
         try:
             claims = decode_access_token(token, key=signing_key.value)
         except AppError as exc:
-            raise socketio.exceptions.ConnectionRefusedError(
-                {"code": exc.code, "message": exc.message}
-            ) from None
+            raise refuse(exc.code, exc.message) from None
         await sio.save_session(
             sid, {"user_id": claims.user_id, "role": claims.role, "sid": claims.session_id}
         )

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from tortoise.connection import get_connection
 
+from db.config import connection_name
 from db.connection import open_database
 from db.migrate import (
     applied_migrations,
@@ -24,7 +25,7 @@ def _files() -> list[str]:
 
 async def _tables(database_url: str) -> set[str]:
     async with open_database(database_url):
-        conn = get_connection("default")
+        conn = get_connection(connection_name(database_url))
         if database_url.startswith("sqlite"):
             rows = await conn.execute_query_dict(
                 "SELECT name FROM sqlite_master WHERE type = 'table'"

@@ -37,6 +37,15 @@ def test_environment_variables_override(monkeypatch: pytest.MonkeyPatch) -> None
     assert settings.log_level == "DEBUG"
 
 
+def test_embedded_paths_follow_data_dir(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATA_DIR", "/srv/hub")
+    settings = load_settings(_env_file=None)
+    assert settings.database_url == "sqlite:///srv/hub/ideinstein.db"
+    assert settings.storage_url == "file:///srv/hub/blobs"
+    monkeypatch.setenv("DATABASE_URL", "postgres://db/hub")
+    assert load_settings(_env_file=None).database_url == "postgres://db/hub"
+
+
 def test_dotenv_file_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / ".env").write_text("PORT=9191\nREDIS_URL=\n", encoding="utf-8")

@@ -1,0 +1,1 @@
+"""Benchmarks against reference implementations (`make bench`, never part of `make test`)."""

@@ -1,0 +1,28 @@
+"""Run every benchmark in bench/ and print our figure beside the reference's.
+
+Each benchmark is a module `bench/bench_*.py` with a `main() -> None`. The benchmarks issue
+adds them; until then this says so rather than pretending.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import sys
+from pathlib import Path
+
+
+def main() -> int:
+    here = Path(__file__).parent
+    names = sorted(m.name for m in pkgutil.iter_modules([str(here)]) if m.name.startswith("bench_"))
+    if not names:
+        print("no benchmarks yet: see the benchmarks issue", file=sys.stderr)
+        return 0
+    for name in names:
+        print(f"== {name}")
+        importlib.import_module(f"bench.{name}").main()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
