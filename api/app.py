@@ -12,14 +12,32 @@ from importlib.metadata import PackageNotFoundError, version
 from aiohttp import web
 
 from api import middleware
-from api.keys import BUS, DATABASE, METRICS, REDIS, SETTINGS, SIGNING_KEY, SOCKETS
+from api.auth import auth_middleware
+from api.client_ip import parse_networks
+from api.identity import routes as identity_routes
+from api.identity.services import build_identity
+from api.keys import (
+    BUS,
+    DATABASE,
+    IDENTITY,
+    KEYS,
+    LIMITER,
+    MAILER,
+    METRICS,
+    REDIS,
+    SETTINGS,
+    SOCKETS,
+    TRUSTED_PROXIES,
+)
 from api.metrics import Metrics
 from api.openapi import setup_openapi
 from api.ops import routes as ops_routes
 from core.bus import create_bus
 from core.logs import get_logger
+from core.mail import create_mailer
+from core.rate_limit import create_rate_limiter
 from core.redis_client import open_redis
-from core.secret_key import load_signing_key
+from core.secret_key import load_key_ring
 from core.settings import Settings
 from db.connection import Database
 from hub.server import create_socket_server, shutdown_socket_server
@@ -70,6 +88,28 @@ async def _bus_ctx(app: web.Application) -> AsyncIterator[None]:
         await bus.close()
 
 
+async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    mailer = create_mailer(
+        smtp_url=settings.smtp_url, outbox_dir=settings.outbox_dir, sender=settings.mail_from
+    )
+    limiter = create_rate_limiter(redis=app.get(REDIS), prefix=settings.redis_prefix)
+    app[MAILER] = mailer
+    app[LIMITER] = limiter
+    app[IDENTITY] = build_identity(
+        keys=app[KEYS],
+        bus=app[BUS],
+        mailer=mailer,
+        limiter=limiter,
+        public_url=settings.public_url,
+    )
+    try:
+        yield
+    finally:
+        await limiter.close()
+        await mailer.close()
+
+
 async def _sockets_ctx(app: web.Application) -> AsyncIterator[None]:
     # The server is attached in create_app (routes freeze at start-up); its manager connects
     # to Redis lazily, at the first connection, and everything it started stops here.
@@ -85,19 +125,22 @@ def create_app(settings: Settings) -> web.Application:
             middleware.cors_middleware,
             middleware.error_middleware,
             middleware.database_middleware,
+            auth_middleware,
         ],
         client_max_size=settings.max_request_bytes,
     )
     app[SETTINGS] = settings
-    app[SIGNING_KEY] = signing_key = load_signing_key(settings)
+    app[KEYS] = keys = load_key_ring(settings)
     app[METRICS] = Metrics()
     app.on_response_prepare.append(middleware.add_response_headers)
-    app.cleanup_ctx.extend([_database_ctx, _redis_ctx, _bus_ctx, _sockets_ctx])
+    app[TRUSTED_PROXIES] = parse_networks(settings.trusted_proxies)
+    app.cleanup_ctx.extend([_database_ctx, _redis_ctx, _bus_ctx, _services_ctx, _sockets_ctx])
 
-    sio = create_socket_server(settings, signing_key=signing_key)
+    sio = create_socket_server(settings, keys=keys)
     sio.attach(app, socketio_path="socket.io")
     app[SOCKETS] = sio
 
     ops_routes.add_routes(app)
+    identity_routes.add_routes(app)
     setup_openapi(app, title=TITLE, version=service_version())
     return app

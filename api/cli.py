@@ -181,7 +181,7 @@ def _read_password(args: argparse.Namespace) -> str:
 
 
 def cmd_createsuperuser(settings: Settings, args: argparse.Namespace) -> int:
-    from api.identity.service import create_superuser
+    from api.identity.accounts import create_superuser
 
     password = _read_password(args)
 

@@ -1,4 +1,4 @@
-"""Typed keys for what the application holds (aiohttp's AppKey: no globals, no singletons)."""
+"""Typed keys for what the application and each request hold (aiohttp's AppKey/RequestKey)."""
 
 from __future__ import annotations
 
@@ -6,18 +6,30 @@ import socketio
 from aiohttp import web
 from redis.asyncio import Redis
 
+from api.client_ip import Network
+from api.identity.security_log import Client
+from api.identity.services import IdentityServices
 from api.metrics import Metrics
 from core.bus import EventBus
-from core.secret_key import SigningKey
+from core.mail import Mailer
+from core.principal import Principal
+from core.rate_limit import RateLimiter
 from core.settings import Settings
+from core.tokens import KeyRing
 from db.connection import Database
 
 SETTINGS = web.AppKey("settings", Settings)
-SIGNING_KEY = web.AppKey("signing_key", SigningKey)
+KEYS = web.AppKey("keys", KeyRing)
 METRICS = web.AppKey("metrics", Metrics)
+TRUSTED_PROXIES = web.AppKey("trusted_proxies", tuple[Network, ...])
 DATABASE = web.AppKey("database", Database)
 REDIS = web.AppKey("redis", Redis)
 BUS = web.AppKey("bus", EventBus)
+MAILER = web.AppKey("mailer", Mailer)
+LIMITER = web.AppKey("limiter", RateLimiter)
+IDENTITY = web.AppKey("identity", IdentityServices)
 SOCKETS = web.AppKey("sockets", socketio.AsyncServer)
 
 REQUEST_ID = web.RequestKey("request_id", str)  # set by the request-id middleware
+CLIENT = web.RequestKey("client", Client)  # set by the auth middleware
+PRINCIPAL = web.RequestKey("principal", Principal)  # set when the caller is known

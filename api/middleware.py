@@ -127,7 +127,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except AppError as exc:
         if exc.status >= 500:
             log.error("http.app_error", code=exc.code, path=request.path)
-        return error_response(exc)
+        return error_response(exc, headers=exc.headers)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -185,7 +185,7 @@ async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamR
 @web.middleware
 async def database_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Run the handler with this app's database current (several apps may share a process)."""
-    with request.app[DATABASE].context:
+    with request.app[DATABASE].activated():
         return await handler(request)
 
 

@@ -17,6 +17,8 @@ from aiohttp import web
 from pydantic import BaseModel
 from swagger_ui_bundle import swagger_ui_path
 
+from api.auth import RateClass, public
+
 SPEC_PATH = "/api/v1/openapi.json"
 DOCS_PATH = "/api/docs"
 _REF = "#/components/schemas/{model}"
@@ -185,15 +187,18 @@ def setup_openapi(app: web.Application, *, title: str, version: str) -> None:
     """Serve the document and the docs page; the document is built once, after routes are set."""
     cache: dict[str, Any] = {}
 
+    @public(rate=RateClass.NONE)
     @operation(summary="This API's OpenAPI document", tags=("operations",))
     async def openapi_document(request: web.Request) -> web.Response:
         if "spec" not in cache:
             cache["spec"] = build_spec(request.app, title=title, version=version)
         return web.json_response(cache["spec"])
 
+    @public(rate=RateClass.NONE)
     async def docs_page(request: web.Request) -> web.Response:
         return web.Response(text=_DOCS_HTML.format(docs=DOCS_PATH), content_type="text/html")
 
+    @public(rate=RateClass.NONE)
     async def docs_init(request: web.Request) -> web.Response:
         return web.Response(
             text=_DOCS_INIT.format(spec=SPEC_PATH), content_type="application/javascript"

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 
@@ -32,6 +33,11 @@ class AppError(Exception):
 
     def to_dict(self) -> dict[str, Any]:
         return {"code": self.code, "message": self.message, "details": self.details}
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """HTTP headers that belong with this error (e.g. Retry-After)."""
+        return {}
 
 
 class BadRequest(AppError):
@@ -92,6 +98,11 @@ class RateLimited(AppError):
     status = 429
     default_code = "rate_limited"
     default_message = "Too many requests"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        retry_after = self.details.get("retry_after")
+        return {"Retry-After": str(max(1, math.ceil(retry_after)))} if retry_after else {}
 
 
 class ServiceUnavailable(AppError):

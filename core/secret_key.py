@@ -1,36 +1,30 @@
-"""The signing key: `SECRET_KEY` when set, else one generated at first start and kept in var/."""
+"""The signing keys: `SECRET_KEY` (plus `PREVIOUS_SECRET_KEYS` during a rotation) when set, else
+one key generated at first start and kept in var/ (embedded mode)."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import secrets
-from dataclasses import dataclass
 from pathlib import Path
 
 from core.settings import Settings
+from core.tokens import KeyRing, signing_key
 
 _KEY_FILE = "secret_key"
 
 
-@dataclass(frozen=True, slots=True)
-class SigningKey:
-    value: str
-    key_id: str  # a short fingerprint, so tokens name the key that signed them (rotation)
-
-
-def _fingerprint(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()[:12]
-
-
-def load_signing_key(settings: Settings) -> SigningKey:
+def load_key_ring(settings: Settings) -> KeyRing:
+    previous = tuple(signing_key(key.get_secret_value()) for key in settings.previous_secret_keys)
     if settings.secret_key is not None:
-        value = settings.secret_key.get_secret_value()
-        return SigningKey(value=value, key_id=_fingerprint(value))
-    return _load_or_create(settings.data_dir / _KEY_FILE)
+        return KeyRing(
+            current=signing_key(settings.secret_key.get_secret_value()), previous=previous
+        )
+    return KeyRing(
+        current=signing_key(_load_or_create(settings.data_dir / _KEY_FILE)), previous=previous
+    )
 
 
-def _load_or_create(path: Path) -> SigningKey:
+def _load_or_create(path: Path) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.exists():
         # Write a temporary file, then hard-link it into place: the link is atomic and fails
@@ -47,5 +41,4 @@ def _load_or_create(path: Path) -> SigningKey:
             pass
         finally:
             tmp.unlink()
-    value = path.read_text(encoding="utf-8").strip()
-    return SigningKey(value=value, key_id=_fingerprint(value))
+    return path.read_text(encoding="utf-8").strip()

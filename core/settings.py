@@ -7,6 +7,7 @@ time: `load_settings()` is called by the command line (or a test) and the result
 
 from __future__ import annotations
 
+import ipaddress
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -96,12 +97,23 @@ class Settings(BaseSettings):
     smtp_url: str | None = Field(
         None, description="smtp(s)://USER:PASS@HOST:PORT; unset = mail written to var/outbox"
     )
+    mail_from: str = Field(
+        "IdEinstein <no-reply@ideinstein.local>", description="The From of every mail we send"
+    )
     secret_key: SecretStr | None = Field(
         None,
         description="Signs tokens; unset in development = generated once and kept in var/",
     )
+    previous_secret_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated keys that still verify tokens during a key rotation",
+    )
     cors_allowed_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Comma-separated origins allowed to call the API"
+    )
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated addresses or networks whose X-Forwarded-For is believed",
     )
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
     log_format: LogFormat = Field(LogFormat.CONSOLE, description="console or json")
@@ -191,9 +203,35 @@ class Settings(BaseSettings):
             raise ValueError("must not contain glob characters or spaces")
         return value
 
-    @field_validator("cors_allowed_origins", mode="before")
+    @field_validator("secret_key")
     @classmethod
-    def _split_origins(cls, value: Any) -> Any:
+    def _check_secret_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters (HS256 wants 256 bits)")
+        return value
+
+    @field_validator("previous_secret_keys")
+    @classmethod
+    def _check_previous_keys(cls, value: list[SecretStr]) -> list[SecretStr]:
+        if any(len(key.get_secret_value()) < 32 for key in value):
+            raise ValueError("every key must be at least 32 characters")
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_networks(cls, value: list[str]) -> list[str]:
+        for network in value:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ValueError(f"{network!r} is not an address or network") from None
+        return value
+
+    @field_validator(
+        "cors_allowed_origins", "previous_secret_keys", "trusted_proxies", mode="before"
+    )
+    @classmethod
+    def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):
             value = [part.strip() for part in value.split(",") if part.strip()]
         return value
@@ -251,6 +289,8 @@ class Settings(BaseSettings):
             value = getattr(self, name)
             if isinstance(value, SecretStr):
                 value = "**********"
+            elif isinstance(value, list) and value and isinstance(value[0], SecretStr):
+                value = ["**********"] * len(value)
             elif isinstance(value, str) and "://" in value:
                 value = _redact_url(value)
             elif isinstance(value, StrEnum):

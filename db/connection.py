@@ -7,11 +7,11 @@ makes it current for each request and for the tasks its start-up creates; nothin
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
 from tortoise.connection import get_connection
-from tortoise.context import TortoiseContext
+from tortoise.context import TortoiseContext, _current_context
 
 from db.config import connection_name, ensure_sqlite_directory, tortoise_config
 
@@ -21,9 +21,22 @@ class Database:
         self.url = database_url
         self.context = TortoiseContext()
 
+    @contextmanager
+    def activated(self) -> Iterator[None]:
+        """This database is current inside the block (and in tasks started there).
+
+        `with TortoiseContext:` keeps one reset token on the context object, so two requests
+        inside it at once would reset each other's; each entry here keeps its own token.
+        """
+        token = _current_context.set(self.context)
+        try:
+            yield
+        finally:
+            _current_context.reset(token)
+
     async def open(self) -> None:
         ensure_sqlite_directory(self.url)
-        with self.context:
+        with self.activated():
             await self.context.init(config=tortoise_config(self.url))
 
     def make_current(self) -> None:
@@ -32,15 +45,15 @@ class Database:
         Used once at start-up: the context variable is then inherited by the server and the
         background tasks it starts. Requests also enter it explicitly (see the middleware).
         """
-        self.context.__enter__()
+        _current_context.set(self.context)
 
     async def close(self) -> None:
-        with self.context:
+        with self.activated():
             await self.context.close_connections()
 
     async def ping(self) -> None:
         """Raise if the database does not answer a trivial query."""
-        with self.context:
+        with self.activated():
             await get_connection(connection_name(self.url)).execute_query("SELECT 1")
 
 

@@ -15,14 +15,12 @@ import socketio
 
 from core.errors import AppError
 from core.logs import get_logger
-from core.secret_key import SigningKey
+from core.permissions import STAFF_ROLES
 from core.settings import Settings
-from core.tokens import decode_access_token
-from db.models.identity import Role
+from core.tokens import KeyRing
+from db.principals import principal_from_access_token
 
 log = get_logger(__name__)
-
-STAFF_ROLES = frozenset({Role.EDITOR, Role.ADMIN, Role.SUPER_ADMIN})
 
 
 def user_room(user_id: str) -> str:
@@ -64,7 +62,7 @@ async def shutdown_socket_server(sio: socketio.AsyncServer) -> None:
         await sio.manager.close()
 
 
-def create_socket_server(settings: Settings, *, signing_key: SigningKey) -> socketio.AsyncServer:
+def create_socket_server(settings: Settings, *, keys: KeyRing) -> socketio.AsyncServer:
     allowed_origins = [settings.public_url, *settings.cors_allowed_origins]
     sio = socketio.AsyncServer(
         async_mode="aiohttp",
@@ -80,16 +78,14 @@ def create_socket_server(settings: Settings, *, signing_key: SigningKey) -> sock
         if not isinstance(token, str) or not token:
             raise refuse("unauthorized", "An access token is required")
         try:
-            claims = decode_access_token(token, key=signing_key.value)
+            principal = await principal_from_access_token(token, keys=keys)
         except AppError as exc:
             raise refuse(exc.code, exc.message) from None
-        await sio.save_session(
-            sid, {"user_id": claims.user_id, "role": claims.role, "sid": claims.session_id}
-        )
-        await sio.enter_room(sid, user_room(claims.user_id))
-        if claims.role in STAFF_ROLES:
+        await sio.save_session(sid, {"principal": principal})
+        await sio.enter_room(sid, user_room(str(principal.user_id)))
+        if principal.role in STAFF_ROLES:
             await sio.enter_room(sid, "staff")
-        log.debug("hub.connected", user_id=claims.user_id, sid=sid)
+        log.debug("hub.connected", user_id=str(principal.user_id), sid=sid)
 
     sio.on("connect", connect)
     return sio

@@ -110,7 +110,13 @@ def make_settings(var_dir: Path) -> SettingsFactory:
 
 @pytest.fixture
 def settings(make_settings: SettingsFactory, migrated_database_url: str) -> Settings:
-    return make_settings(database_url=migrated_database_url)
+    # Loopback is a trusted proxy, so a test can speak for many clients with X-Forwarded-For.
+    return make_settings(database_url=migrated_database_url, trusted_proxies="127.0.0.1,::1")
+
+
+def from_address(n: int) -> dict[str, str]:
+    """Headers that make a request come from client address 192.0.2.n (TEST-NET-1)."""
+    return {"X-Forwarded-For": f"192.0.2.{n}"}
 
 
 @pytest.fixture

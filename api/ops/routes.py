@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 from pydantic import BaseModel
 
+from api.auth import RateClass, public
 from api.keys import DATABASE, METRICS, REDIS
 from api.metrics import CONTENT_TYPE
 from api.openapi import operation
@@ -22,11 +23,13 @@ class ReadinessBody(BaseModel):
     checks: dict[str, str]
 
 
+@public(rate=RateClass.NONE)
 @operation(summary="Liveness: the process answers", tags=TAGS, responses={200: Health})
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+@public(rate=RateClass.NONE)
 @operation(
     summary="Readiness: the database (and Redis when configured) answer",
     tags=TAGS,
@@ -38,6 +41,7 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response(body.model_dump(), status=200 if readiness.ready else 503)
 
 
+@public(rate=RateClass.NONE)
 @operation(
     summary="Prometheus metrics",
     tags=TAGS,

@@ -10,6 +10,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from api.app import create_app
+from api.auth import public
 from api.keys import METRICS
 from core.errors import NotFound
 from core.settings import Settings
@@ -99,9 +100,11 @@ async def test_wrong_method_is_a_json_405_with_allow(client: Client) -> None:
 def _app_with_failing_routes(settings: Settings) -> web.Application:
     app = create_app(settings)
 
+    @public()
     async def explode(request: web.Request) -> web.Response:
         raise RuntimeError("secret internals: password=hunter2")
 
+    @public()
     async def missing(request: web.Request) -> web.Response:
         raise NotFound("file_not_found", "No such file", details={"id": "f1"})
 
@@ -276,6 +279,7 @@ async def test_oversized_body_is_a_json_413(
     settings = make_settings(database_url=migrated_database_url, max_request_bytes=2048)
     app = create_app(settings)
 
+    @public()
     async def echo(request: web.Request) -> web.Response:
         return web.json_response({"size": len(await request.read())})
 

@@ -20,6 +20,8 @@ from core.passwords import verify_password
 from db.connection import open_database
 from db.models.identity import Role, User
 
+MIGRATIONS = Path(__file__).resolve().parents[2] / "db" / "migrations"
+
 
 @pytest.fixture
 def cli_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database_url: str) -> str:
@@ -34,11 +36,11 @@ def test_config_prints_effective_settings_with_secrets_hidden(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("SECRET_KEY", "super-secret-signing-key")
+    monkeypatch.setenv("SECRET_KEY", "super-secret-signing-key-super-secret")
     monkeypatch.setenv("REDIS_URL", "redis://:redispass@cache:6379/0")
     assert main(["config"]) == 0
     out = capsys.readouterr().out
-    assert "super-secret-signing-key" not in out
+    assert "super-secret-signing-key-super-secret" not in out
     assert "redispass" not in out
     assert re.search(r"^REDIS_URL +redis://:\*{10}@cache:6379/0$", out, re.MULTILINE)
     assert main(["config", "--json"]) == 0
@@ -67,16 +69,18 @@ def test_worker_without_redis_says_why(
 
 
 def test_migrate_apply_list_and_downgrade(cli_env: str, capsys: pytest.CaptureFixture[str]) -> None:
+    names = sorted(p.stem for p in MIGRATIONS.glob("[0-9][0-9][0-9][0-9]_*.py"))
     assert main(["migrate"]) == 0
-    assert capsys.readouterr().out == "applied: 0001_identity_users\n"
+    assert capsys.readouterr().out == f"applied: {', '.join(names)}\n"
     assert main(["migrate"]) == 0
     assert "up to date" in capsys.readouterr().out
     assert main(["migrate", "--list"]) == 0
-    assert capsys.readouterr().out == "[x] 0001_identity_users\n"
+    assert capsys.readouterr().out == "".join(f"[x] {n}\n" for n in names)
     assert main(["migrate", "--downgrade", "1"]) == 0
-    assert capsys.readouterr().out == "rolled back: 0001_identity_users\n"
+    assert capsys.readouterr().out == f"rolled back: {names[-1]}\n"
     assert main(["migrate", "--list"]) == 0
-    assert capsys.readouterr().out == "[ ] 0001_identity_users\n"
+    listed = "".join(f"[x] {n}\n" for n in names[:-1]) + f"[ ] {names[-1]}\n"
+    assert capsys.readouterr().out == listed
     assert main(["migrate", "--downgrade", "0"]) == 2
 
 

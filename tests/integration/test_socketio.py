@@ -12,20 +12,24 @@ import socketio
 from aiohttp.test_utils import TestServer
 
 from api.app import create_app
-from api.keys import SIGNING_KEY, SOCKETS
+from api.keys import KEYS, SETTINGS, SOCKETS
 from core.clock import utcnow
-from core.tokens import issue_access_token
+from core.ids import new_id_str
+from core.permissions import Role
+from core.tokens import issue_access_token, signing_key
+from db.connection import open_database
+from db.models.identity import AuthSession
 from hub.server import user_room
 from tests.conftest import SettingsFactory
+from tests.identity import sign_in
 
 ServerFactory = Callable[..., Awaitable[TestServer]]
 
 
-def _token(server: TestServer, *, user_id: str = "u1", role: str = "customer", **kw: Any) -> str:
-    key = server.app[SIGNING_KEY]
-    return issue_access_token(
-        key=key.value, key_id=key.key_id, user_id=user_id, role=role, session_id="s1", **kw
-    )
+async def _token(server: TestServer, *, role: Role = Role.CUSTOMER) -> tuple[str, str]:
+    """A real account with an open session; returns (user id, access token)."""
+    account = await sign_in(server.app[SETTINGS].database_url, server.app[KEYS], role=role)
+    return str(account.user_id), account.token
 
 
 @pytest.fixture
@@ -85,7 +89,14 @@ async def test_connect_without_a_token_is_refused(
 async def test_connect_with_an_expired_token_is_refused_as_expired(
     embedded_server: TestServer, clients: list[socketio.AsyncClient]
 ) -> None:
-    token = _token(embedded_server, now=utcnow() - timedelta(hours=1))
+    key = embedded_server.app[KEYS].current
+    token = issue_access_token(
+        key=key,
+        user_id=new_id_str(),
+        role="customer",
+        session_id=new_id_str(),
+        now=utcnow() - timedelta(hours=1),
+    )
     error = await _refusal(clients, embedded_server, token)
     assert error == {"message": "The access token has expired", "data": {"code": "token_expired"}}
 
@@ -94,11 +105,10 @@ async def test_connect_with_a_forged_token_is_refused(
     embedded_server: TestServer, clients: list[socketio.AsyncClient]
 ) -> None:
     forged = issue_access_token(
-        key="not-the-server-key-not-the-server-key",
-        key_id="x",
-        user_id="u1",
+        key=signing_key("not-the-server-key-not-the-server-key"),
+        user_id=new_id_str(),
         role="super_admin",
-        session_id="s",
+        session_id=new_id_str(),
     )
     assert (await _refusal(clients, embedded_server, forged))["data"] == {"code": "unauthorized"}
 
@@ -106,12 +116,14 @@ async def test_connect_with_a_forged_token_is_refused(
 async def test_a_user_room_reaches_every_tab_of_that_user_only(
     embedded_server: TestServer, clients: list[socketio.AsyncClient]
 ) -> None:
-    _, tab1 = await _connect(clients, embedded_server, _token(embedded_server, user_id="alice"))
-    _, tab2 = await _connect(clients, embedded_server, _token(embedded_server, user_id="alice"))
-    _, other = await _connect(clients, embedded_server, _token(embedded_server, user_id="bob"))
+    alice, alice_token = await _token(embedded_server)
+    _, bob_token = await _token(embedded_server)
+    _, tab1 = await _connect(clients, embedded_server, alice_token)
+    _, tab2 = await _connect(clients, embedded_server, alice_token)
+    _, other = await _connect(clients, embedded_server, bob_token)
 
     sio = embedded_server.app[SOCKETS]
-    await sio.emit("notification", {"title": "hello"}, room=user_room("alice"))
+    await sio.emit("notification", {"title": "hello"}, room=user_room(alice))
 
     assert await asyncio.wait_for(tab1.get(), 5) == {"title": "hello"}
     assert await asyncio.wait_for(tab2.get(), 5) == {"title": "hello"}
@@ -119,13 +131,23 @@ async def test_a_user_room_reaches_every_tab_of_that_user_only(
     assert other.empty()
 
 
+async def test_a_revoked_session_cannot_connect(
+    embedded_server: TestServer, clients: list[socketio.AsyncClient]
+) -> None:
+    account = await sign_in(embedded_server.app[SETTINGS].database_url, embedded_server.app[KEYS])
+    async with open_database(embedded_server.app[SETTINGS].database_url):
+        await AuthSession.filter(id=account.session_id).update(revoked_at=utcnow())
+    error = await _refusal(clients, embedded_server, account.token)
+    assert error["data"] == {"code": "session_revoked"}
+
+
 async def test_staff_join_the_staff_room(
     embedded_server: TestServer, clients: list[socketio.AsyncClient]
 ) -> None:
-    _, staff = await _connect(clients, embedded_server, _token(embedded_server, role="editor"))
-    _, customer = await _connect(
-        clients, embedded_server, _token(embedded_server, user_id="c", role="customer")
+    _, staff = await _connect(
+        clients, embedded_server, (await _token(embedded_server, role=Role.EDITOR))[1]
     )
+    _, customer = await _connect(clients, embedded_server, (await _token(embedded_server))[1])
     await embedded_server.app[SOCKETS].emit("notification", {"n": 1}, room="staff")
     assert await asyncio.wait_for(staff.get(), 5) == {"n": 1}
     await asyncio.sleep(0.05)
@@ -148,7 +170,8 @@ async def test_two_nodes_share_rooms_over_redis(
     )
     node_a = await aiohttp_server(create_app(settings))
     node_b = await aiohttp_server(create_app(settings))
-    _, on_b = await _connect(clients, node_b, _token(node_b, user_id="carol"))
+    carol, carol_token = await _token(node_b)
+    _, on_b = await _connect(clients, node_b, carol_token)
 
     # The emitting node has no client in the room: delivery goes through Redis.
     sio_a = node_a.app[SOCKETS]
@@ -156,7 +179,7 @@ async def test_two_nodes_share_rooms_over_redis(
     async def emit_until_delivered() -> Any:
         # AsyncRedisManager subscribes when its listener starts; retry until both sides listen.
         while True:
-            await sio_a.emit("notification", {"from": "node-a"}, room=user_room("carol"))
+            await sio_a.emit("notification", {"from": "node-a"}, room=user_room(carol))
             try:
                 return await asyncio.wait_for(on_b.get(), 0.2)
             except TimeoutError:

@@ -17,17 +17,17 @@ from core.passwords import (
     verify_password,
     verify_password_async,
 )
-from core.secret_key import load_signing_key
+from core.secret_key import load_key_ring
 from core.settings import Settings
-from core.tokens import decode_access_token, issue_access_token
+from core.tokens import KeyRing, decode_access_token, issue_access_token, signing_key
 
 KEY = "k" * 48
+RING = KeyRing(current=signing_key(KEY))
 
 
 def _token(**overrides: object) -> str:
     values: dict[str, object] = {
-        "key": KEY,
-        "key_id": "kid1",
+        "key": signing_key(KEY),
         "user_id": "u1",
         "role": "customer",
         "session_id": "s1",
@@ -38,16 +38,16 @@ def _token(**overrides: object) -> str:
 
 def test_access_token_round_trip() -> None:
     token = _token()
-    claims = decode_access_token(token, key=KEY)
+    claims = decode_access_token(token, keys=RING)
     assert (claims.user_id, claims.role, claims.session_id) == ("u1", "customer", "s1")
     assert claims.expires_at > utcnow()
-    assert jwt.get_unverified_header(token)["kid"] == "kid1"
+    assert jwt.get_unverified_header(token)["kid"] == RING.current.key_id
 
 
 def test_expired_token_is_refused_with_token_expired() -> None:
     token = _token(now=utcnow() - timedelta(hours=1))
     with pytest.raises(Unauthorized) as caught:
-        decode_access_token(token, key=KEY)
+        decode_access_token(token, keys=RING)
     assert caught.value.code == "token_expired"
 
 
@@ -55,7 +55,7 @@ def test_expired_token_is_refused_with_token_expired() -> None:
     "token",
     [
         "garbage",
-        jwt.encode({"sub": "u1"}, KEY, algorithm="HS256"),  # claims missing
+        jwt.encode({"sub": "u1"}, KEY, algorithm="HS256", headers={"kid": RING.current.key_id}),
         jwt.encode(
             {"sub": "u", "role": "r", "sid": "s", "jti": "j", "exp": 9999999999},
             "other-key-other-key-other-key-32",
@@ -65,9 +65,25 @@ def test_expired_token_is_refused_with_token_expired() -> None:
 )
 def test_bad_tokens_are_refused_with_unauthorized(token: str) -> None:
     with pytest.raises(Unauthorized) as caught:
-        decode_access_token(token, key=KEY)
+        decode_access_token(token, keys=RING)
     assert caught.value.code == "unauthorized"
     assert caught.value.status == 401
+
+
+def test_previous_keys_still_verify_during_a_rotation(tmp_path: Path) -> None:
+    old = Settings(_env_file=None, secret_key="old-key-old-key-old-key-old-key-old")  # type: ignore[call-arg]
+    new = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        secret_key="new-key-new-key-new-key-new-key-new",
+        previous_secret_keys="old-key-old-key-old-key-old-key-old",
+    )
+    old_ring, new_ring = load_key_ring(old), load_key_ring(new)
+    token = issue_access_token(key=old_ring.current, user_id="u", role="customer", session_id="s")
+    assert decode_access_token(token, keys=new_ring).user_id == "u"
+    fresh = issue_access_token(key=new_ring.current, user_id="u", role="customer", session_id="s")
+    with pytest.raises(Unauthorized):
+        decode_access_token(fresh, keys=old_ring)
+    assert new.redacted()["previous_secret_keys"] == ["**********"]
 
 
 def test_unsigned_token_is_refused() -> None:
@@ -77,7 +93,7 @@ def test_unsigned_token_is_refused() -> None:
         algorithm="none",
     )
     with pytest.raises(Unauthorized):
-        decode_access_token(token, key=KEY)
+        decode_access_token(token, keys=RING)
 
 
 def test_password_hash_is_argon2id_and_verifies() -> None:
@@ -97,10 +113,10 @@ async def test_password_hashing_off_the_loop() -> None:
 
 def test_generated_signing_key_is_kept_and_private(tmp_path: Path) -> None:
     settings = Settings(_env_file=None, data_dir=tmp_path / "var")  # type: ignore[call-arg]
-    first = load_signing_key(settings)
-    second = load_signing_key(settings)
+    first = load_key_ring(settings)
+    second = load_key_ring(settings)
     assert first == second
-    assert len(first.value) >= 48
+    assert len(first.current.value) >= 48
     key_file = tmp_path / "var" / "secret_key"
     assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
     assert [p.name for p in key_file.parent.iterdir()] == ["secret_key"]
@@ -110,7 +126,7 @@ def test_configured_signing_key_wins(tmp_path: Path) -> None:
     settings = Settings(  # type: ignore[call-arg]
         _env_file=None, data_dir=tmp_path / "var", secret_key="configured-secret-configured-secret"
     )
-    key = load_signing_key(settings)
+    key = load_key_ring(settings).current
     assert key.value == "configured-secret-configured-secret"
     assert len(key.key_id) == 12
     assert not (tmp_path / "var").exists()

@@ -75,6 +75,8 @@ def test_dotenv_file_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         ("CORS_ALLOWED_ORIGINS", "https://a.example/path", "CORS_ALLOWED_ORIGINS:"),
         ("PUBLIC_URL", "ws://host", "PUBLIC_URL: unknown backend 'ws'"),
         ("REDIS_PREFIX", "bad*prefix", "REDIS_PREFIX: must not contain glob"),
+        ("SECRET_KEY", "short", "SECRET_KEY: must be at least 32 characters"),
+        ("TRUSTED_PROXIES", "10.0.0.0/8,nonsense", "TRUSTED_PROXIES: 'nonsense' is not"),
     ],
 )
 def test_bad_settings_name_the_setting(
@@ -99,14 +101,14 @@ def test_production_requires_a_secret_key(monkeypatch: pytest.MonkeyPatch) -> No
 def test_redacted_hides_secrets_and_url_passwords() -> None:
     settings = Settings(  # type: ignore[call-arg]
         _env_file=None,
-        secret_key="top-secret-value",
+        secret_key="top-secret-value-top-secret-value-42",
         database_url="postgres://app:hunter2@db:5432/hub",
         redis_url="redis://:cachepw@cache:6379/0",
         smtp_url="smtp://mailer:mailpw@mail:587",
     )
     shown = settings.redacted()
     text = repr(shown)
-    for secret in ("top-secret-value", "hunter2", "cachepw", "mailpw"):
+    for secret in ("top-secret-value-top-secret-value-42", "hunter2", "cachepw", "mailpw"):
         assert secret not in text
     assert shown["database_url"] == "postgres://app:**********@db:5432/hub"
     assert shown["secret_key"] == "**********"
