@@ -19,6 +19,7 @@ from api.identity.services import build_identity
 from api.keys import (
     BUS,
     DATABASE,
+    HUB,
     IDENTITY,
     KEYS,
     LIMITER,
@@ -40,7 +41,7 @@ from core.redis_client import open_redis
 from core.secret_key import load_key_ring
 from core.settings import Settings
 from db.connection import Database
-from hub.server import create_socket_server, shutdown_socket_server
+from hub.server import Hub
 
 log = get_logger(__name__)
 
@@ -110,11 +111,15 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
         await mailer.close()
 
 
-async def _sockets_ctx(app: web.Application) -> AsyncIterator[None]:
-    # The server is attached in create_app (routes freeze at start-up); its manager connects
-    # to Redis lazily, at the first connection, and everything it started stops here.
-    yield
-    await shutdown_socket_server(app[SOCKETS])
+async def _hub_ctx(app: web.Application) -> AsyncIterator[None]:
+    # The Socket.IO server is attached in create_app (routes freeze at start-up); its services
+    # and background work start here, once the bus and Redis are up.
+    hub = app[HUB]
+    await hub.start(bus=app[BUS], redis=app.get(REDIS))
+    try:
+        yield
+    finally:
+        await hub.stop()
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -134,11 +139,12 @@ def create_app(settings: Settings) -> web.Application:
     app[METRICS] = Metrics()
     app.on_response_prepare.append(middleware.add_response_headers)
     app[TRUSTED_PROXIES] = parse_networks(settings.trusted_proxies)
-    app.cleanup_ctx.extend([_database_ctx, _redis_ctx, _bus_ctx, _services_ctx, _sockets_ctx])
+    app.cleanup_ctx.extend([_database_ctx, _redis_ctx, _bus_ctx, _services_ctx, _hub_ctx])
 
-    sio = create_socket_server(settings, keys=keys)
-    sio.attach(app, socketio_path="socket.io")
-    app[SOCKETS] = sio
+    hub = Hub(settings, keys=keys, registry=app[METRICS].registry)
+    hub.attach(app)
+    app[HUB] = hub
+    app[SOCKETS] = hub.sio
 
     ops_routes.add_routes(app)
     identity_routes.add_routes(app)

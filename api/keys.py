@@ -17,6 +17,7 @@ from core.rate_limit import RateLimiter
 from core.settings import Settings
 from core.tokens import KeyRing
 from db.connection import Database
+from hub.server import Hub
 
 SETTINGS = web.AppKey("settings", Settings)
 KEYS = web.AppKey("keys", KeyRing)
@@ -29,6 +30,7 @@ MAILER = web.AppKey("mailer", Mailer)
 LIMITER = web.AppKey("limiter", RateLimiter)
 IDENTITY = web.AppKey("identity", IdentityServices)
 SOCKETS = web.AppKey("sockets", socketio.AsyncServer)
+HUB = web.AppKey("hub", Hub)
 
 REQUEST_ID = web.RequestKey("request_id", str)  # set by the request-id middleware
 CLIENT = web.RequestKey("client", Client)  # set by the auth middleware

@@ -23,6 +23,11 @@ REDIS_SCHEMES = ("redis", "rediss", "unix")
 STORAGE_SCHEMES = ("file", "s3")
 CLAMD_SCHEMES = ("tcp", "unix")
 SMTP_SCHEMES = ("smtp", "smtps")
+OAUTH_PROVIDERS = ("google", "microsoft", "linkedin")
+OAUTH_CREDENTIALS = tuple(
+    f"oauth_{name}_{part}" for name in OAUTH_PROVIDERS for part in ("client_id", "client_secret")
+)
+OAUTH_DISCOVERY_URLS = tuple(f"oauth_{name}_discovery_url" for name in OAUTH_PROVIDERS)
 
 
 class Environment(StrEnum):
@@ -53,6 +58,17 @@ def _check_url(value: str, schemes: tuple[str, ...]) -> SplitResult:
 def _needs_host(parts: SplitResult, value: str) -> None:
     if parts.scheme != "unix" and not parts.hostname:
         raise ValueError(f"malformed URL {value!r}: no host")
+
+
+def is_loopback_host(host: str) -> bool:
+    """`localhost` or a loopback address: traffic that never leaves this machine, the one
+    place where plain http is acceptable for endpoints that carry secrets (test servers)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class Settings(BaseSettings):
@@ -121,6 +137,15 @@ class Settings(BaseSettings):
         1_048_576, ge=1024, description="Largest request body outside uploads, in bytes"
     )
     uvloop: bool = Field(True, description="Run the event loop on uvloop when installed")
+    chat_max_body_chars: int = Field(
+        10_000, ge=1, le=1_000_000, description="Longest chat message body, in characters"
+    )
+    presence_grace_seconds: float = Field(
+        10.0, ge=0, description="How long a user without connections stays online (reloads)"
+    )
+    presence_ttl_seconds: float = Field(
+        30.0, ge=3, description="A connection's presence expires this long after its node dies"
+    )
     render_soft_time_limit: int = Field(
         300, ge=1, description="Seconds a render may take before it is asked to stop (timeout)"
     )
@@ -129,6 +154,37 @@ class Settings(BaseSettings):
     )
     shutdown_timeout: float = Field(
         3.0, ge=0, description="Seconds `serve` waits for open connections at shutdown"
+    )
+    # Sign-in with OpenID Connect: a provider is offered when its client id is set.
+    oauth_google_client_id: str | None = Field(
+        None, description="Google OAuth client id; unset = no sign-in with Google"
+    )
+    oauth_google_client_secret: SecretStr | None = Field(
+        None, description="Google OAuth client secret (required with the client id)"
+    )
+    oauth_google_discovery_url: str = Field(
+        "https://accounts.google.com/.well-known/openid-configuration",
+        description="Google's OpenID discovery document",
+    )
+    oauth_microsoft_client_id: str | None = Field(
+        None, description="Microsoft Entra application id; unset = no sign-in with Microsoft"
+    )
+    oauth_microsoft_client_secret: SecretStr | None = Field(
+        None, description="Microsoft Entra client secret (required with the client id)"
+    )
+    oauth_microsoft_discovery_url: str = Field(
+        "https://login.microsoftonline.com/common/v2.0/.well-known/openid-configuration",
+        description="Microsoft's OpenID discovery document (common = any tenant)",
+    )
+    oauth_linkedin_client_id: str | None = Field(
+        None, description="LinkedIn OAuth client id; unset = no sign-in with LinkedIn"
+    )
+    oauth_linkedin_client_secret: SecretStr | None = Field(
+        None, description="LinkedIn OAuth client secret (required with the client id)"
+    )
+    oauth_linkedin_discovery_url: str = Field(
+        "https://www.linkedin.com/oauth/.well-known/openid-configuration",
+        description="LinkedIn's OpenID discovery document",
     )
 
     @model_validator(mode="before")
@@ -252,6 +308,33 @@ class Settings(BaseSettings):
         if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ValueError(f"unknown log level {value!r}")
         return level
+
+    @field_validator(*OAUTH_CREDENTIALS, mode="before")
+    @classmethod
+    def _blank_credential_is_unset(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value.strip() if isinstance(value, str) else value
+
+    @field_validator(*OAUTH_DISCOVERY_URLS)
+    @classmethod
+    def _check_discovery_url(cls, value: str) -> str:
+        parts = _check_url(value, ("https", "http"))
+        _needs_host(parts, value)
+        if parts.scheme == "http" and not is_loopback_host(parts.hostname or ""):
+            raise ValueError(f"{value!r} must be https (plain http only for a loopback host)")
+        return value
+
+    @model_validator(mode="after")
+    def _check_oauth_secrets(self) -> Settings:
+        for provider in OAUTH_PROVIDERS:
+            client_id = getattr(self, f"oauth_{provider}_client_id")
+            if client_id is not None and getattr(self, f"oauth_{provider}_client_secret") is None:
+                name = provider.upper()
+                raise ValueError(
+                    f"OAUTH_{name}_CLIENT_SECRET must be set when OAUTH_{name}_CLIENT_ID is"
+                )
+        return self
 
     @model_validator(mode="after")
     def _check_time_limits(self) -> Settings:

@@ -1,35 +1,44 @@
-"""The Socket.IO server: built here, mounted by the app at `/socket.io/`.
+"""The hub on one node: the Socket.IO server, its services and its background work.
 
 Several hub processes share rooms through `AsyncRedisManager` (Redis pub/sub) when `REDIS_URL`
-is set; a single embedded process uses the in-process manager. The handshake takes the same
-access token as the REST API (`auth: {token}`); a refusal's data carries `code`.
+is set; one embedded process uses the in-process manager. The database is the log: chat
+messages and notifications are stored before they are emitted, and `sync` replays them, so a
+lost pub/sub message delays a client but loses nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, cast
+from uuid import UUID
 
 import socketio
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+from redis.asyncio import Redis
 
-from core.errors import AppError
+from core.bus import Event, EventBus, Subscription
+from core.errors import NotFound
 from core.logs import get_logger
 from core.permissions import STAFF_ROLES
+from core.principal import Principal
 from core.settings import Settings
 from core.tokens import KeyRing
-from db.principals import principal_from_access_token
+from db.models.chat import Conversation
+from db.models.identity import User
+from hub.chat import ChatService, ConversationView
+from hub.dashboard import DASHBOARD_TYPES
+from hub.gateway import Gateway, refuse
+from hub.metrics import HubMetrics
+from hub.notify import Inbox
+from hub.presence import Activity, PresenceState, PresenceStore, Status, create_presence_store
+from hub.rooms import STAFF, conversation_room, dashboard_room, user_room
 
 log = get_logger(__name__)
 
-
-def user_room(user_id: str) -> str:
-    return f"user:{user_id}"
-
-
-def refuse(code: str, message: str) -> socketio.exceptions.ConnectionRefusedError:
-    """A handshake refusal: the client's `connect_error` gets `{message, data: {code}}`."""
-    return socketio.exceptions.ConnectionRefusedError(message, {"code": code})
+__all__ = ["Hub", "RedisClientManager", "refuse", "user_room"]
 
 
 class RedisClientManager(socketio.AsyncRedisManager):  # type: ignore[misc]
@@ -56,36 +65,185 @@ def create_client_manager(settings: Settings) -> socketio.AsyncManager:
     return RedisClientManager(settings.redis_url, channel=f"{settings.redis_prefix}socketio")
 
 
-async def shutdown_socket_server(sio: socketio.AsyncServer) -> None:
-    await sio.shutdown()
-    if isinstance(sio.manager, RedisClientManager):
-        await sio.manager.close()
+class Hub:
+    def __init__(self, settings: Settings, *, keys: KeyRing, registry: CollectorRegistry) -> None:
+        self.settings = settings
+        self.keys = keys
+        self.metrics = HubMetrics(registry)
+        self.sio = socketio.AsyncServer(
+            async_mode="aiohttp",
+            client_manager=create_client_manager(settings),
+            cors_allowed_origins=[settings.public_url, *settings.cors_allowed_origins],
+            max_http_buffer_size=settings.max_request_bytes,
+            logger=False,
+            engineio_logger=False,
+        )
+        self.gateway = Gateway(self)
+        self.sio.register_namespace(self.gateway)
+        self._sids_by_user: dict[UUID, set[str]] = {}
+        self._conns: dict[str, tuple[UUID, str]] = {}  # sid -> (user id, connection id)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._subscriptions: list[Subscription] = []
+        self._started = False
 
+    def attach(self, app: web.Application) -> None:
+        self.sio.attach(app, socketio_path="socket.io")
 
-def create_socket_server(settings: Settings, *, keys: KeyRing) -> socketio.AsyncServer:
-    allowed_origins = [settings.public_url, *settings.cors_allowed_origins]
-    sio = socketio.AsyncServer(
-        async_mode="aiohttp",
-        client_manager=create_client_manager(settings),
-        cors_allowed_origins=allowed_origins,
-        max_http_buffer_size=settings.max_request_bytes,
-        logger=False,
-        engineio_logger=False,
-    )
+    # -- lifecycle ---------------------------------------------------------------------------
 
-    async def connect(sid: str, environ: dict[str, Any], auth: Any) -> None:
-        token = auth.get("token") if isinstance(auth, dict) else None
-        if not isinstance(token, str) or not token:
-            raise refuse("unauthorized", "An access token is required")
-        try:
-            principal = await principal_from_access_token(token, keys=keys)
-        except AppError as exc:
-            raise refuse(exc.code, exc.message) from None
-        await sio.save_session(sid, {"principal": principal})
-        await sio.enter_room(sid, user_room(str(principal.user_id)))
-        if principal.role in STAFF_ROLES:
-            await sio.enter_room(sid, "staff")
-        log.debug("hub.connected", user_id=str(principal.user_id), sid=sid)
+    async def start(self, *, bus: EventBus, redis: Redis | None) -> None:
+        self.bus = bus
+        self.chat = ChatService(bus=bus, max_body=self.settings.chat_max_body_chars)
+        self.inbox = Inbox(bus=bus)
+        self.presence: PresenceStore = create_presence_store(
+            redis=redis, prefix=self.settings.redis_prefix
+        )
+        for event_type in DASHBOARD_TYPES:
+            self._subscriptions.append(await bus.subscribe(event_type, self._relay_dashboard))
+        self._subscriptions.append(
+            await bus.subscribe("notification.created", self._push_notification)
+        )
+        self._spawn(self._heartbeat())
+        self._spawn(self._sweep())
+        self._started = True
 
-    sio.on("connect", connect)
-    return sio
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for subscription in self._subscriptions:
+            await subscription.close()
+        await self.sio.shutdown()
+        if isinstance(self.sio.manager, RedisClientManager):
+            await self.sio.manager.close()
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- connections and presence ------------------------------------------------------------
+
+    def local_sids(self, user_id: UUID) -> list[str]:
+        return sorted(self._sids_by_user.get(user_id, ()))
+
+    async def connected(self, sid: str, principal: Principal, conn_id: str) -> None:
+        self._sids_by_user.setdefault(principal.user_id, set()).add(sid)
+        self._conns[sid] = (principal.user_id, conn_id)
+        came_online = await self.presence.lease(
+            str(principal.user_id), conn_id, self.settings.presence_ttl_seconds
+        )
+        if came_online:
+            await self.announce_presence(principal.user_id)
+
+    async def disconnected(self, sid: str, principal: Principal, conn_id: str) -> None:
+        sids = self._sids_by_user.get(principal.user_id, set())
+        sids.discard(sid)
+        if not sids:
+            self._sids_by_user.pop(principal.user_id, None)
+        self._conns.pop(sid, None)
+        grace = self.settings.presence_grace_seconds
+        left = await self.presence.release(str(principal.user_id), conn_id, grace)
+        if left == 0:
+            self._spawn(self._offline_after(principal.user_id, grace))
+
+    async def _offline_after(self, user_id: UUID, delay: float) -> None:
+        await asyncio.sleep(delay)
+        if await self.presence.go_offline_if_due(str(user_id)):
+            await self.announce_presence(user_id)
+
+    async def _heartbeat(self) -> None:
+        """Renew this node's leases; if the node dies they run out within the TTL."""
+        ttl = self.settings.presence_ttl_seconds
+        while True:
+            await asyncio.sleep(ttl / 3)
+            for user_id, conn_id in list(self._conns.values()):
+                try:
+                    await self.presence.lease(str(user_id), conn_id, ttl)
+                except OSError as exc:  # Redis away: the next beat tries again
+                    log.warning("hub.heartbeat_failed", error=str(exc))
+                    break
+
+    async def _sweep(self) -> None:
+        """Declare offline the users whose leases ran out (their node died, say)."""
+        interval = max(0.5, min(self.settings.presence_ttl_seconds, 10.0) / 5)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                for user in await self.presence.due_users():
+                    if await self.presence.go_offline_if_due(user):
+                        await self.announce_presence(UUID(user))
+            except OSError as exc:
+                log.warning("hub.sweep_failed", error=str(exc))
+
+    async def announce_presence(self, user_id: UUID) -> PresenceState:
+        state = await self.presence.get(str(user_id))
+        data = state.wire()
+        rooms = {STAFF}
+        for field in ("customer_id", "assignee_id"):
+            ids = await Conversation.filter(**{field: user_id}).values_list("id", flat=True)
+            rooms.update(conversation_room(c) for c in cast(list[UUID], ids))
+        for room in sorted(rooms):
+            await self.gateway.emit_room("presence", data, room=room)
+        await self.bus.emit("presence.changed", data, subject=f"user:{user_id}")
+        return state
+
+    async def set_presence(
+        self, principal: Principal, *, status: Status | None, activity: Activity | None
+    ) -> PresenceState:
+        await self.presence.set_choice(str(principal.user_id), status=status, activity=activity)
+        return await self.announce_presence(principal.user_id)
+
+    async def online_staff(self) -> list[UUID]:
+        staff = cast(
+            list[UUID],
+            await User.filter(role__in=list(STAFF_ROLES), is_active=True).values_list(
+                "id", flat=True
+            ),
+        )
+        online = []
+        for user_id in staff:
+            state = await self.presence.get(str(user_id))
+            if state.online and state.status is Status.ONLINE:
+                online.append(user_id)
+        return online
+
+    # -- chat fan-out ------------------------------------------------------------------------
+
+    async def announce_conversation(self, view: ConversationView) -> None:
+        data = view.wire()
+        await self.gateway.emit_room("chat:conversation", data, room=conversation_room(view.id))
+        await self.gateway.emit_room("chat:conversation", data, room=STAFF)
+        if view.assignee_id is not None:
+            await self.gateway.emit_room("chat:assigned", data, room=user_room(view.assignee_id))
+
+    async def offer_to_staff(self, view: ConversationView) -> None:
+        """A conversation waiting for someone: staff consoles update their queue."""
+        await self.gateway.emit_room("chat:conversation", view.wire(), room=STAFF)
+
+    async def authorize_file_room(self, principal: Principal, file_id: str) -> None:
+        raise NotFound("unknown_room", "No such room")  # files arrive with the files issue
+
+    # -- relays from the bus (each node to its own sockets) -----------------------------------
+
+    async def _relay_dashboard(self, event: Event) -> None:
+        await self.sio.manager.emit(
+            "dashboard:event",
+            {"type": event.type, "event": event.model_dump(mode="json")},
+            namespace="/",
+            room=dashboard_room(event.type),
+            ignore_queue=True,
+        )
+        self.metrics.events_out.labels("dashboard:event").inc()
+
+    async def _push_notification(self, event: Event) -> None:
+        user_id = event.data.get("user_id")
+        if not isinstance(user_id, str):
+            return
+        payload = {k: v for k, v in event.data.items() if k != "user_id"}
+        await self.sio.manager.emit(
+            "notification", payload, namespace="/", room=user_room(user_id), ignore_queue=True
+        )
+        self.metrics.events_out.labels("notification").inc()

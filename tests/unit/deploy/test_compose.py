@@ -71,7 +71,9 @@ def test_hubs_wait_for_migrations_and_the_lb_knows_both() -> None:
 
 def test_no_secret_is_written_in_the_file() -> None:
     env = _compose()["services"]["hub-1"]["environment"]
-    for name in ("SECRET_KEY", "AWS_SECRET_ACCESS_KEY"):
+    secrets = ("SECRET_KEY", "AWS_SECRET_ACCESS_KEY")
+    oauth = tuple(f"OAUTH_{p}_CLIENT_SECRET" for p in ("GOOGLE", "MICROSOFT", "LINKEDIN"))
+    for name in secrets + oauth:
         assert env[name].startswith("${"), name
     assert "${POSTGRES_PASSWORD" in env["DATABASE_URL"]
 
@@ -80,3 +82,9 @@ def test_dockerfile_copies_every_package() -> None:
     dockerfile = (ROOT / "docker" / "Dockerfile").read_text(encoding="utf-8")
     for package in ("core", "db", "storage", "render_farm", "hub", "api"):
         assert f"COPY {package} ./{package}" in dockerfile
+
+
+def test_readme_documents_every_setting() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    missing = [n.upper() for n in Settings.model_fields if f"| `{n.upper()}` |" not in readme]
+    assert missing == []

@@ -1,0 +1,477 @@
+"""Live support chat: the service behind the socket events (and the REST routes).
+
+Messages are in the database before anyone hears of them. Numbering: the conversation row is
+locked, its counter bumped and the message inserted in one transaction, so whichever hub node
+takes a message, a conversation's messages are 1, 2, 3 ... with no gaps or repeats. `send` is
+idempotent on (sender, client_msg_id): a retried send returns the stored message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from tortoise.exceptions import IntegrityError
+from tortoise.expressions import Q
+from tortoise.functions import Count
+from tortoise.transactions import in_transaction
+
+from core.bus import EventBus
+from core.clock import utcnow
+from core.errors import Forbidden, NotFound, ValidationFailed
+from core.permissions import Permission, Role, has_permission
+from core.principal import Principal
+from db.models.chat import (
+    CannedReply,
+    Conversation,
+    ConversationStatus,
+    Message,
+    MessageKind,
+    ReadState,
+)
+from db.models.identity import User
+
+HISTORY_LIMIT = 100
+SYNC_LIMIT = 500
+
+
+@dataclass(frozen=True, slots=True)
+class MessageView:
+    id: UUID
+    conversation_id: UUID
+    seq: int
+    sender_id: UUID | None
+    kind: MessageKind
+    body: str
+    attachments: list[dict[str, Any]]
+    created_at: datetime
+    client_msg_id: str | None
+
+    @classmethod
+    def of(cls, row: Message) -> MessageView:
+        return cls(
+            id=row.id,
+            conversation_id=row.conversation_id,  # type: ignore[attr-defined]
+            seq=row.seq,
+            sender_id=row.sender_id,  # type: ignore[attr-defined]
+            kind=row.kind,
+            body=row.body,
+            attachments=list(row.attachments),
+            created_at=row.created_at,
+            client_msg_id=row.client_msg_id,
+        )
+
+    def wire(self) -> dict[str, Any]:
+        """As sent on the socket; bodies are plain text, escaped by whoever renders them."""
+        return {
+            "id": str(self.id),
+            "conversation_id": str(self.conversation_id),
+            "seq": self.seq,
+            "sender_id": str(self.sender_id) if self.sender_id else None,
+            "kind": self.kind.value,
+            "body": self.body,
+            "attachments": self.attachments,
+            "created_at": self.created_at.isoformat(),
+            "client_msg_id": self.client_msg_id,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationView:
+    id: UUID
+    customer_id: UUID
+    assignee_id: UUID | None
+    subject: str
+    status: ConversationStatus
+    last_seq: int
+    created_at: datetime
+    last_message_at: datetime | None
+
+    @classmethod
+    def of(cls, row: Conversation) -> ConversationView:
+        return cls(
+            id=row.id,
+            customer_id=row.customer_id,  # type: ignore[attr-defined]
+            assignee_id=row.assignee_id,  # type: ignore[attr-defined]
+            subject=row.subject,
+            status=row.status,
+            last_seq=row.last_seq,
+            created_at=row.created_at,
+            last_message_at=row.last_message_at,
+        )
+
+    def wire(self) -> dict[str, Any]:
+        return {
+            "id": str(self.id),
+            "customer_id": str(self.customer_id),
+            "assignee_id": str(self.assignee_id) if self.assignee_id else None,
+            "subject": self.subject,
+            "status": self.status.value,
+            "last_seq": self.last_seq,
+            "created_at": self.created_at.isoformat(),
+            "last_message_at": self.last_message_at.isoformat() if self.last_message_at else None,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    message: MessageView
+    conversation: ConversationView
+    created: bool  # False when a retried client_msg_id returned the stored message
+    reopened: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    messages: list[MessageView]
+    has_more: bool
+
+
+@dataclass(slots=True)
+class _Attachment:
+    file_id: str
+    name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ReadReceipt:
+    conversation_id: UUID
+    user_id: UUID
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Participants:
+    customer_id: UUID
+    assignee_id: UUID | None
+    extra: list[UUID] = field(default_factory=list)
+
+
+def may_read_any(principal: Principal) -> bool:
+    return principal.can(Permission.CHAT_READ_ANY)
+
+
+class ChatService:
+    def __init__(self, *, bus: EventBus, max_body: int) -> None:
+        self._bus = bus
+        self._max_body = max_body
+
+    # -- access -----------------------------------------------------------------------------
+
+    async def conversation_for(self, principal: Principal, conversation_id: UUID) -> Conversation:
+        """The conversation if the caller may see it; customers reach only their own (404
+        for others', so ids of other customers' conversations are not even confirmed)."""
+        row = await Conversation.get_or_none(id=conversation_id)
+        if row is None or (
+            row.customer_id != principal.user_id  # type: ignore[attr-defined]
+            and not may_read_any(principal)
+        ):
+            raise NotFound("conversation_not_found", "No such conversation")
+        return row
+
+    def _check_body(self, body: str) -> str:
+        if not body.strip():
+            raise ValidationFailed("empty_message", "The message is empty")
+        if len(body) > self._max_body:
+            raise ValidationFailed(
+                "message_too_long",
+                f"A message may have at most {self._max_body} characters",
+                details={"max": self._max_body},
+            )
+        return body
+
+    # -- conversations -----------------------------------------------------------------------
+
+    async def open(self, *, principal: Principal, subject: str) -> ConversationView:
+        if principal.role is not Role.CUSTOMER:
+            raise Forbidden("customers_only", "Only customers open support conversations")
+        row = await Conversation.create(customer_id=principal.user_id, subject=subject.strip())
+        view = ConversationView.of(row)
+        await self._bus.emit(
+            "chat.conversation_created",
+            view.wire(),
+            actor_id=str(principal.user_id),
+            subject=f"conversation:{row.id}",
+        )
+        return view
+
+    async def list_for(self, principal: Principal) -> list[ConversationView]:
+        if principal.role is Role.CUSTOMER:
+            rows = await Conversation.filter(customer_id=principal.user_id).order_by("-created_at")
+        else:
+            rows = await Conversation.filter(assignee_id=principal.user_id).order_by("-created_at")
+        return [ConversationView.of(r) for r in rows]
+
+    async def queue(self, *, principal: Principal, limit: int = 100) -> list[ConversationView]:
+        """Staff's queue: unassigned first, then the rest of the unresolved, oldest first."""
+        if not may_read_any(principal):
+            raise Forbidden("forbidden", "Staff only")
+        rows = (
+            await Conversation.exclude(status=ConversationStatus.RESOLVED)
+            .order_by("created_at")
+            .limit(limit * 2)
+        )
+        rows.sort(key=lambda r: (r.assignee_id is not None, r.created_at))  # type: ignore[attr-defined]
+        return [ConversationView.of(r) for r in rows[:limit]]
+
+    async def participants(self, conversation_id: UUID) -> Participants:
+        row = await Conversation.get(id=conversation_id)
+        return Participants(customer_id=row.customer_id, assignee_id=row.assignee_id)  # type: ignore[attr-defined]
+
+    # -- messages ----------------------------------------------------------------------------
+
+    async def send(
+        self,
+        *,
+        principal: Principal,
+        conversation_id: UUID,
+        client_msg_id: str,
+        body: str,
+        attachments: list[dict[str, Any]] | None = None,
+    ) -> Sent:
+        self._check_body(body)
+        await self.conversation_for(principal, conversation_id)
+        existing = await self._by_client_id(conversation_id, principal.user_id, client_msg_id)
+        if existing is not None:
+            conversation = await Conversation.get(id=conversation_id)
+            return Sent(
+                message=MessageView.of(existing),
+                conversation=ConversationView.of(conversation),
+                created=False,
+            )
+        try:
+            sent = await self._insert(
+                conversation_id=conversation_id,
+                sender=principal,
+                client_msg_id=client_msg_id,
+                body=body,
+                attachments=attachments or [],
+            )
+        except IntegrityError:
+            # The same client_msg_id raced in through another connection or node.
+            stored = await self._by_client_id(conversation_id, principal.user_id, client_msg_id)
+            if stored is None:
+                raise
+            conversation = await Conversation.get(id=conversation_id)
+            return Sent(
+                message=MessageView.of(stored),
+                conversation=ConversationView.of(conversation),
+                created=False,
+            )
+        await self._bus.emit(
+            "chat.message_created",
+            {
+                **sent.message.wire(),
+                "customer_id": str(sent.conversation.customer_id),
+                "assignee_id": str(sent.conversation.assignee_id)
+                if sent.conversation.assignee_id
+                else None,
+            },
+            actor_id=str(principal.user_id),
+            subject=f"conversation:{conversation_id}",
+        )
+        return sent
+
+    async def _by_client_id(
+        self, conversation_id: UUID, sender_id: UUID, client_msg_id: str
+    ) -> Message | None:
+        return await Message.get_or_none(
+            conversation_id=conversation_id, sender_id=sender_id, client_msg_id=client_msg_id
+        )
+
+    async def _insert(
+        self,
+        *,
+        conversation_id: UUID,
+        sender: Principal | None,
+        client_msg_id: str | None,
+        body: str,
+        attachments: list[dict[str, Any]],
+        kind: MessageKind = MessageKind.TEXT,
+    ) -> Sent:
+        now = utcnow()
+        reopened = False
+        async with in_transaction():
+            conversation = await Conversation.filter(id=conversation_id).select_for_update().get()
+            conversation.last_seq += 1
+            conversation.last_message_at = now
+            fields = ["last_seq", "last_message_at", "updated_at"]
+            customer_wrote = (
+                sender is not None and sender.user_id == conversation.customer_id  # type: ignore[attr-defined]
+            )
+            if customer_wrote and conversation.status is ConversationStatus.RESOLVED:
+                conversation.status = ConversationStatus.OPEN
+                fields.append("status")
+                reopened = True
+            await conversation.save(update_fields=fields)
+            row = await Message.create(
+                conversation_id=conversation_id,
+                seq=conversation.last_seq,
+                sender_id=sender.user_id if sender else None,
+                client_msg_id=client_msg_id,
+                kind=kind,
+                body=body,
+                attachments=attachments,
+            )
+        return Sent(
+            message=MessageView.of(row),
+            conversation=ConversationView.of(conversation),
+            created=True,
+            reopened=reopened,
+        )
+
+    async def history(
+        self,
+        *,
+        principal: Principal,
+        conversation_id: UUID,
+        before_seq: int | None,
+        limit: int,
+    ) -> Replay:
+        """Older messages, for scrolling back: up to `limit` before `before_seq`, ascending."""
+        await self.conversation_for(principal, conversation_id)
+        limit = max(1, min(limit, HISTORY_LIMIT))
+        query = Message.filter(conversation_id=conversation_id)
+        if before_seq is not None:
+            query = query.filter(seq__lt=before_seq)
+        rows = await query.order_by("-seq").limit(limit + 1)
+        page = list(reversed(rows[:limit]))
+        return Replay(messages=[MessageView.of(r) for r in page], has_more=len(rows) > limit)
+
+    async def after(
+        self,
+        *,
+        principal: Principal,
+        conversation_id: UUID,
+        after_seq: int,
+        limit: int = SYNC_LIMIT,
+    ) -> Replay:
+        """What a reconnecting client missed: messages after `after_seq`, in order."""
+        await self.conversation_for(principal, conversation_id)
+        rows = (
+            await Message.filter(conversation_id=conversation_id, seq__gt=after_seq)
+            .order_by("seq")
+            .limit(limit + 1)
+        )
+        return Replay(
+            messages=[MessageView.of(r) for r in rows[:limit]], has_more=len(rows) > limit
+        )
+
+    async def mark_read(
+        self, *, principal: Principal, conversation_id: UUID, seq: int
+    ) -> ReadReceipt:
+        conversation = await self.conversation_for(principal, conversation_id)
+        seq = max(0, min(seq, conversation.last_seq))
+        state, _ = await ReadState.get_or_create(
+            conversation_id=conversation_id, user_id=principal.user_id
+        )
+        if seq > state.last_read_seq:
+            # Only forward: a late, lower receipt never moves the marker back.
+            await ReadState.filter(id=state.id, last_read_seq__lt=seq).update(last_read_seq=seq)
+            state.last_read_seq = seq
+        return ReadReceipt(
+            conversation_id=conversation_id, user_id=principal.user_id, seq=state.last_read_seq
+        )
+
+    async def read_states(self, conversation_id: UUID) -> list[ReadReceipt]:
+        rows = await ReadState.filter(conversation_id=conversation_id)
+        return [
+            ReadReceipt(conversation_id=conversation_id, user_id=r.user_id, seq=r.last_read_seq)  # type: ignore[attr-defined]
+            for r in rows
+        ]
+
+    # -- staff actions -----------------------------------------------------------------------
+
+    async def assign(
+        self, *, actor: Principal, conversation_id: UUID, assignee_id: UUID | None
+    ) -> ConversationView:
+        if not actor.can(Permission.CHAT_ASSIGN):
+            raise Forbidden("forbidden", "You may not assign conversations")
+        if assignee_id is not None:
+            assignee = await User.get_or_none(id=assignee_id, is_active=True)
+            if assignee is None or not has_permission(assignee.role, Permission.CHAT_ASSIGN):
+                raise ValidationFailed("invalid_assignee", "Assign to an active staff member")
+        row = await self.conversation_for(actor, conversation_id)
+        previous = row.assignee_id  # type: ignore[attr-defined]
+        if previous == assignee_id:
+            return ConversationView.of(row)
+        await Conversation.filter(id=conversation_id).update(assignee_id=assignee_id)
+        text = "unassigned" if assignee_id is None else f"assigned to {assignee_id}"
+        await self._insert(
+            conversation_id=conversation_id,
+            sender=None,
+            client_msg_id=None,
+            body=text,
+            attachments=[],
+            kind=MessageKind.SYSTEM,
+        )
+        row = await Conversation.get(id=conversation_id)
+        view = ConversationView.of(row)
+        await self._bus.emit(
+            "chat.conversation_assigned",
+            {**view.wire(), "previous_assignee_id": str(previous) if previous else None},
+            actor_id=str(actor.user_id),
+            subject=f"conversation:{conversation_id}",
+        )
+        return view
+
+    async def pick_assignee(self, *, candidates: list[UUID]) -> UUID | None:
+        """Round-robin among eligible online staff: the one with the fewest unresolved
+        conversations, ties to the one assigned longest ago."""
+        if not candidates:
+            return None
+        eligible = [
+            u.id
+            for u in await User.filter(id__in=candidates, is_active=True)
+            if has_permission(u.role, Permission.CHAT_ASSIGN)
+        ]
+        if not eligible:
+            return None
+        loads = {
+            row["assignee_id"]: row["n"]
+            for row in await Conversation.filter(assignee_id__in=eligible)
+            .exclude(status=ConversationStatus.RESOLVED)
+            .annotate(n=Count("id"))
+            .group_by("assignee_id")
+            .values("assignee_id", "n")
+        }
+        latest: dict[Any, datetime] = {}
+        for row in await Conversation.filter(assignee_id__in=eligible).values(
+            "assignee_id", "updated_at"
+        ):
+            current = latest.get(row["assignee_id"])
+            if current is None or row["updated_at"] > current:
+                latest[row["assignee_id"]] = row["updated_at"]
+        epoch = datetime.min.replace(tzinfo=utcnow().tzinfo)
+        return min(eligible, key=lambda u: (loads.get(u, 0), latest.get(u, epoch), str(u)))
+
+    async def set_status(
+        self, *, actor: Principal, conversation_id: UUID, status: ConversationStatus
+    ) -> ConversationView:
+        row = await self.conversation_for(actor, conversation_id)
+        is_customer = row.customer_id == actor.user_id  # type: ignore[attr-defined]
+        if not (may_read_any(actor) or (is_customer and status is ConversationStatus.RESOLVED)):
+            raise Forbidden("forbidden", "You may not change this conversation's status")
+        if row.status is not status:
+            row.status = status
+            await row.save(update_fields=["status", "updated_at"])
+            await self._insert(
+                conversation_id=conversation_id,
+                sender=None,
+                client_msg_id=None,
+                body=f"status {status.value}",
+                attachments=[],
+                kind=MessageKind.SYSTEM,
+            )
+            row = await Conversation.get(id=conversation_id)
+        return ConversationView.of(row)
+
+    async def canned_replies(self, *, principal: Principal, query: str = "") -> list[CannedReply]:
+        if not may_read_any(principal):
+            raise Forbidden("forbidden", "Staff only")
+        rows = CannedReply.all()
+        if query:
+            rows = rows.filter(Q(shortcut__icontains=query) | Q(title__icontains=query))
+        return await rows.order_by("shortcut").limit(50)
