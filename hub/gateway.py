@@ -208,6 +208,7 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
         body = parse(OpenPayload, payload)
         conversation = await self.hub.chat.open(principal=principal, subject=body.subject)
         await self._join_everywhere(principal, conversation_room(conversation.id))
+        await self.hub.offer_to_staff(conversation)
         return ok(conversation=conversation.wire())
 
     async def _join_everywhere(self, principal: Principal, room: str) -> None:

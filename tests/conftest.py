@@ -32,6 +32,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "database_kind" in metafunc.fixturenames:
         kinds = metafunc.config.getoption("--databases").split(",")
+        marker = metafunc.definition.get_closest_marker("databases")
+        if marker is not None:  # e.g. several hub nodes: PostgreSQL only, by design
+            kinds = [kind for kind in kinds if kind in marker.args]
         metafunc.parametrize("database_kind", kinds)
 
 
