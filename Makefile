@@ -4,6 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+JS_DEPS := tests/js/node_modules/.package-lock.json
 PYTEST_ARGS ?=
 
 .PHONY: install run test lint format bench clean
@@ -26,8 +27,11 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint
-	$(PY) -m pytest --cov --cov-report=term $(PYTEST_ARGS)
+$(JS_DEPS): tests/js/package-lock.json
+	npm ci --prefix tests/js --no-audit --no-fund
+
+test: lint $(JS_DEPS)
+	$(PY) -m pytest -n auto --dist loadfile --cov --cov-report=term $(PYTEST_ARGS)
 
 format: install
 	$(BIN)/ruff check --fix .
