@@ -64,6 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--concurrency", type=int, help="worker processes (default: CPU count)")
     worker.set_defaults(func=cmd_worker)
 
+    chat = commands.add_parser("chat", help="chat through the hub from a terminal")
+    chat.add_argument("--url", help="the hub (default: PUBLIC_URL)")
+    chat.add_argument("--email", required=True)
+    chat.add_argument("--conversation", help="join this conversation (staff)")
+    chat.add_argument("--subject", default="Terminal chat", help="subject of a new conversation")
+    chat.set_defaults(func=cmd_chat)
+
     config = commands.add_parser("config", help="print the effective settings, secrets hidden")
     config.add_argument("--json", action="store_true", help="as JSON")
     config.set_defaults(func=cmd_config)
@@ -154,6 +161,21 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     app = create_celery(settings)
     app.worker_main(worker_argv(concurrency=args.concurrency, log_level=settings.log_level))
     return 0
+
+
+def cmd_chat(settings: Settings, args: argparse.Namespace) -> int:
+    from api.chat_client import run_chat
+
+    password = os.environ.get("IDEINSTEIN_PASSWORD") or getpass.getpass("Password: ")
+    return asyncio.run(
+        run_chat(
+            url=(args.url or settings.public_url).rstrip("/"),
+            email=args.email,
+            password=password,
+            conversation=args.conversation,
+            subject=args.subject,
+        )
+    )
 
 
 def cmd_config(settings: Settings, args: argparse.Namespace) -> int:
