@@ -20,7 +20,7 @@ from tortoise.transactions import in_transaction
 
 from core.bus import EventBus
 from core.clock import utcnow
-from core.errors import Forbidden, NotFound, ValidationFailed
+from core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from core.permissions import Permission, Role, has_permission
 from core.principal import Principal
 from db.models.chat import (
@@ -410,7 +410,7 @@ class ChatService:
         row = await Conversation.get(id=conversation_id)
         view = ConversationView.of(row)
         await self._bus.emit(
-            "chat.conversation_assigned",
+            "chat.conversation_unassigned" if assignee_id is None else "chat.conversation_assigned",
             {**view.wire(), "previous_assignee_id": str(previous) if previous else None},
             actor_id=str(actor.user_id),
             subject=f"conversation:{conversation_id}",
@@ -467,6 +467,18 @@ class ChatService:
             )
             row = await Conversation.get(id=conversation_id)
         return ConversationView.of(row)
+
+    async def add_canned_reply(
+        self, *, principal: Principal, shortcut: str, title: str, body: str
+    ) -> CannedReply:
+        if not principal.can(Permission.CHAT_ASSIGN):
+            raise Forbidden("forbidden", "Staff only")
+        try:
+            return await CannedReply.create(
+                shortcut=shortcut, title=title, body=body, created_by_id=principal.user_id
+            )
+        except IntegrityError:
+            raise Conflict("shortcut_taken", "A canned reply has this shortcut") from None
 
     async def canned_replies(self, *, principal: Principal, query: str = "") -> list[CannedReply]:
         if not may_read_any(principal):

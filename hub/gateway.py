@@ -207,14 +207,8 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
     async def chat_open(self, sid: str, principal: Principal, payload: Any) -> dict[str, Any]:
         body = parse(OpenPayload, payload)
         conversation = await self.hub.chat.open(principal=principal, subject=body.subject)
-        await self._join_everywhere(principal, conversation_room(conversation.id))
-        await self.hub.offer_to_staff(conversation)
+        await self.hub.opened(principal, conversation)
         return ok(conversation=conversation.wire())
-
-    async def _join_everywhere(self, principal: Principal, room: str) -> None:
-        """Put every local socket of this user in `room` (their other tabs follow too)."""
-        for sid in self.hub.local_sids(principal.user_id):
-            await self.enter_room(sid, room)
 
     async def chat_send(self, sid: str, principal: Principal, payload: Any) -> dict[str, Any]:
         body = parse(SendPayload, payload)
@@ -225,17 +219,9 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
             body=body.body,
             attachments=[dict(a) for a in body.attachments],
         )
-        message = sent.message.wire()
         if sent.created:
-            await self.emit_room(
-                "chat:message", message, room=conversation_room(body.conversation_id)
-            )
-            self.hub.metrics.delivery.observe(
-                max(0.0, time.time() - sent.message.created_at.timestamp())
-            )
-            if sent.reopened or sent.conversation.assignee_id is None:
-                await self.hub.offer_to_staff(sent.conversation)
-        return ok(message=message, duplicate=not sent.created)
+            await self.hub.deliver(sent)
+        return ok(message=sent.message.wire(), duplicate=not sent.created)
 
     async def chat_typing(self, sid: str, principal: Principal, payload: Any) -> dict[str, Any]:
         body = parse(TypingPayload, payload)

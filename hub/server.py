@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Coroutine
 from typing import Any, cast
 from uuid import UUID
@@ -28,7 +29,7 @@ from core.settings import Settings
 from core.tokens import KeyRing
 from db.models.chat import Conversation
 from db.models.identity import User
-from hub.chat import ChatService, ConversationView
+from hub.chat import ChatService, ConversationView, Sent
 from hub.dashboard import DASHBOARD_TYPES
 from hub.gateway import Gateway, refuse
 from hub.metrics import HubMetrics
@@ -159,6 +160,7 @@ class Hub:
         ttl = self.settings.presence_ttl_seconds
         while True:
             await asyncio.sleep(ttl / 3)
+            self.metrics.rooms.set(len(self.sio.manager.rooms.get("/", {})))
             for user_id, conn_id in list(self._conns.values()):
                 try:
                     await self.presence.lease(str(user_id), conn_id, ttl)
@@ -211,6 +213,46 @@ class Hub:
         return online
 
     # -- chat fan-out ------------------------------------------------------------------------
+
+    async def opened(self, principal: Principal, view: ConversationView) -> None:
+        """A new conversation: the customer's tabs on this node join it, staff see it queued.
+        (Tabs on other nodes join when they next connect or sync.)"""
+        for sid in self.local_sids(principal.user_id):
+            await self.sio.enter_room(sid, conversation_room(view.id))
+        await self.offer_to_staff(view)
+
+    async def deliver(self, sent: Sent) -> None:
+        """A stored message goes to its room (every node), and to the inbox of a recipient
+        who is not online, so the notification channels can reach them."""
+        message = sent.message
+        await self.gateway.emit_room(
+            "chat:message", message.wire(), room=conversation_room(message.conversation_id)
+        )
+        self.metrics.delivery.observe(max(0.0, time.time() - message.created_at.timestamp()))
+        conversation = sent.conversation
+        if sent.reopened or conversation.assignee_id is None:
+            await self.offer_to_staff(conversation)
+        recipient = (
+            conversation.assignee_id
+            if message.sender_id == conversation.customer_id
+            else conversation.customer_id
+        )
+        if recipient is None or recipient == message.sender_id:
+            return
+        if (await self.presence.get(str(recipient))).online:
+            return
+        await self.inbox.create(
+            user_id=recipient,
+            type="chat.new_message",
+            title="New message",
+            body=message.body[:140],
+            link=f"/chat/{message.conversation_id}",
+            data={
+                "conversation_id": str(message.conversation_id),
+                "seq": message.seq,
+                "message_id": str(message.id),
+            },
+        )
 
     async def announce_conversation(self, view: ConversationView) -> None:
         data = view.wire()

@@ -34,6 +34,8 @@ class RedisBus(EventBus):
         self._channel_prefix = f"{prefix}bus:"
         self._pubsub: PubSub | None = None
         self._reader: asyncio.Task[None] | None = None
+        self._patterns: set[str] = set()
+        self._unsubscribed_patterns = False  # some PSUBSCRIBE has not reached Redis yet
 
     async def start(self) -> None:
         self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
@@ -45,14 +47,23 @@ class RedisBus(EventBus):
         await self._redis.publish(self.channel(event.type), event.to_json())
 
     async def _subscribed(self, pattern: str) -> None:
+        """Listen for `pattern`; if Redis is away now, the reader subscribes once it is back
+        (a node starts without Redis and reports itself not ready, instead of crashing)."""
         pubsub = self._require_pubsub()
-        await pubsub.psubscribe(self.channel(pattern))
+        self._patterns.add(pattern)
+        try:
+            await pubsub.psubscribe(self.channel(pattern))
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            log.warning("bus.subscribe_deferred", pattern=pattern, error=str(exc))
+            self._unsubscribed_patterns = True
         if self._reader is None:
             self._reader = asyncio.create_task(self._read(pubsub), name="bus:redis-reader")
 
     async def _unsubscribed(self, pattern: str) -> None:
+        self._patterns.discard(pattern)
         if self._pubsub is not None:
-            await self._pubsub.punsubscribe(self.channel(pattern))
+            with contextlib.suppress(RedisConnectionError, RedisTimeoutError, OSError):
+                await self._pubsub.punsubscribe(self.channel(pattern))
 
     async def _closed(self) -> None:
         if self._reader is not None:
@@ -73,6 +84,10 @@ class RedisBus(EventBus):
         backoff = 0.05
         while True:
             try:
+                if self._unsubscribed_patterns:
+                    # PSUBSCRIBE is idempotent: (re)send them all.
+                    await pubsub.psubscribe(*(self.channel(p) for p in sorted(self._patterns)))
+                    self._unsubscribed_patterns = False
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                 log.warning("bus.redis_disconnected", error=str(exc), retry_in=backoff)

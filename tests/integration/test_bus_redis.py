@@ -137,3 +137,16 @@ async def test_reader_survives_a_dropped_connection(
 async def test_create_bus_picks_the_backend(redis: Redis) -> None:
     assert type(create_bus(redis=redis, prefix="x:")).__name__ == "RedisBus"
     assert type(create_bus(redis=None, prefix="x:")).__name__ == "MemoryBus"
+
+
+async def test_subscribing_while_redis_is_away_does_not_fail(unused_tcp_port: int) -> None:
+    client = Redis.from_url(f"redis://127.0.0.1:{unused_tcp_port}/0", socket_connect_timeout=0.2)
+    bus = RedisBus(client, prefix="away:")
+    await bus.start()
+    subscription = await bus.subscribe("chat.*", Collector(expected=1))
+    assert subscription.pattern == "chat.*"
+    await asyncio.sleep(0.1)  # the reader retries in the background without crashing
+    assert bus._reader is not None
+    assert not bus._reader.done()
+    await bus.close()
+    await client.aclose()
