@@ -14,6 +14,7 @@ from aiohttp import web
 from api import middleware
 from api.auth import auth_middleware
 from api.client_ip import parse_networks
+from api.chat import routes as chat_routes
 from api.identity import routes as identity_routes
 from api.identity.services import build_identity
 from api.keys import (
@@ -148,5 +149,6 @@ def create_app(settings: Settings) -> web.Application:
 
     ops_routes.add_routes(app)
     identity_routes.add_routes(app)
+    chat_routes.add_routes(app)
     setup_openapi(app, title=TITLE, version=service_version())
     return app
