@@ -58,9 +58,9 @@ async def start_serve(
     served = ServeProcess(port=port, process=process, log_path=log_path, _log=log)
     try:
         await asyncio.wait_for(_healthy(served), 60)
-    except TimeoutError:
+    except (TimeoutError, AssertionError) as exc:
         await served.kill()
-        raise AssertionError(f"{name} did not start:\n{log_path.read_text()}") from None
+        raise AssertionError(f"{name} did not start ({exc}):\n{log_path.read_text()}") from None
     return served
 
 
