@@ -8,7 +8,7 @@ idempotent on (sender, client_msg_id): a retried send returns the stored message
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -129,24 +129,11 @@ class Replay:
     has_more: bool
 
 
-@dataclass(slots=True)
-class _Attachment:
-    file_id: str
-    name: str = ""
-
-
 @dataclass(frozen=True, slots=True)
 class ReadReceipt:
     conversation_id: UUID
     user_id: UUID
     seq: int
-
-
-@dataclass(frozen=True, slots=True)
-class Participants:
-    customer_id: UUID
-    assignee_id: UUID | None
-    extra: list[UUID] = field(default_factory=list)
 
 
 def may_read_any(principal: Principal) -> bool:
@@ -215,10 +202,6 @@ class ChatService:
         )
         rows.sort(key=lambda r: (r.assignee_id is not None, r.created_at))  # type: ignore[attr-defined]
         return [ConversationView.of(r) for r in rows[:limit]]
-
-    async def participants(self, conversation_id: UUID) -> Participants:
-        row = await Conversation.get(id=conversation_id)
-        return Participants(customer_id=row.customer_id, assignee_id=row.assignee_id)  # type: ignore[attr-defined]
 
     # -- messages ----------------------------------------------------------------------------
 

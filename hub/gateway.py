@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 TYPING_INTERVAL = 2.0  # seconds between two relayed typing events of one user in one chat
+TYPING_MEMORY = 10_000  # (user, conversation) pairs remembered for the throttle
 
 
 class Payload(BaseModel):
@@ -230,6 +231,8 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
         now = time.monotonic()
         if body.typing and now - self._typing_sent.get(key, 0.0) < TYPING_INTERVAL:
             return ok(relayed=False)  # throttled: the last "typing" is still fresh
+        if len(self._typing_sent) >= TYPING_MEMORY:
+            self._typing_sent.clear()  # at worst one extra "typing" relayed per pair
         self._typing_sent[key] = now if body.typing else 0.0
         await self.emit_room(
             "chat:typing",

@@ -120,7 +120,7 @@ class ApiKeyService:
             raise Unauthorized("invalid_api_key", "The API key is invalid, expired or revoked")
         new_ip = bool(row.last_used_ip) and row.last_used_ip != client.ip
         stale = row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION
-        if new_ip or stale or row.last_used_ip != client.ip:
+        if stale or row.last_used_ip != client.ip:
             await ApiKey.filter(id=row.id).update(last_used_at=now, last_used_ip=client.ip[:64])
         if new_ip:
             await self._log.record(
