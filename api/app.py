@@ -13,9 +13,10 @@ from aiohttp import web
 
 from api import middleware
 from api.auth import auth_middleware
-from api.client_ip import parse_networks
 from api.chat import routes as chat_routes
+from api.client_ip import parse_networks
 from api.identity import routes as identity_routes
+from api.identity.oidc import provider_configs
 from api.identity.services import build_identity
 from api.keys import (
     BUS,
@@ -104,10 +105,12 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
         mailer=mailer,
         limiter=limiter,
         public_url=settings.public_url,
+        oauth_providers=provider_configs(settings),
     )
     try:
         yield
     finally:
+        await app[IDENTITY].oauth.aclose()
         await limiter.close()
         await mailer.close()
 

@@ -60,6 +60,35 @@ def clear_session_cookies(response: web.StreamResponse) -> None:
     response.del_cookie(CSRF_COOKIE, path="/")
 
 
+# The sign-in flow with an OpenID provider: state, nonce and PKCE verifier, signed (see
+# api/identity/oauth.py). SameSite=Lax, not Strict: the provider sends the browser back to us
+# from its own site, and that top-level GET must carry the cookie.
+OAUTH_FLOW_COOKIE = "ie_oauth"
+OAUTH_PATH = "/api/v1/auth/oauth/"
+
+
+def set_oauth_flow_cookie(
+    request: web.Request, response: web.StreamResponse, flow: str, *, max_age: int
+) -> None:
+    response.set_cookie(
+        OAUTH_FLOW_COOKIE,
+        flow,
+        max_age=max_age,
+        path=OAUTH_PATH,
+        secure=_secure(request),
+        httponly=True,
+        samesite="Lax",
+    )
+
+
+def clear_oauth_flow_cookie(response: web.StreamResponse) -> None:
+    response.del_cookie(OAUTH_FLOW_COOKIE, path=OAUTH_PATH)
+
+
+def oauth_flow_from_cookie(request: web.Request) -> str | None:
+    return request.cookies.get(OAUTH_FLOW_COOKIE) or None
+
+
 def refresh_token_from_cookie(request: web.Request) -> str | None:
     """The cookie's refresh token after the CSRF checks, or None if there is no cookie."""
     token = request.cookies.get(REFRESH_COOKIE)

@@ -11,13 +11,18 @@ from pydantic import BaseModel, Field
 from api.auth import RateClass, authenticated, client_of, principal_of, public, requires
 from api.identity import schemas as s
 from api.identity.cookies import (
+    clear_oauth_flow_cookie,
     clear_session_cookies,
+    oauth_flow_from_cookie,
     refresh_token_from_cookie,
+    set_oauth_flow_cookie,
     set_session_cookies,
 )
+from api.identity.oidc import OAuthFailure
 from api.identity.security_log import list_security_events
 from api.identity.sessions import TokenPair
-from api.keys import IDENTITY
+from api.keys import IDENTITY, SETTINGS
+from api.middleware import error_response
 from api.openapi import operation
 from api.requests import read_json, read_query
 from core.errors import NotFound, Unauthorized
@@ -205,6 +210,104 @@ async def password_reset_confirm(request: web.Request) -> web.Response:
 async def me(request: web.Request) -> web.Response:
     user = await User.get(id=principal_of(request).user_id)
     return json(user_body(user))
+
+
+# -- sign-in with OpenID providers -----------------------------------------------------------
+
+
+class OAuthStartQuery(BaseModel):
+    next: str = "/"  # checked by the service (422 invalid_next)
+
+
+class OAuthCallbackQuery(BaseModel):
+    code: str | None = None
+    state: str | None = None
+    error: str | None = None
+
+
+def _redirect(location: str) -> web.Response:
+    return web.Response(status=302, headers={"Location": location, "Cache-Control": "no-store"})
+
+
+def _back_to_sign_in(request: web.Request, error: OAuthFailure) -> web.Response:
+    if not error.back_to_sign_in:
+        return error_response(error)
+    public_url = request.app[SETTINGS].public_url
+    return _redirect(f"{public_url}/sign-in?error={error.code}")
+
+
+@public()
+@operation(
+    summary="The sign-in providers that are enabled",
+    tags=AUTH,
+    responses={200: s.OAuthProviderList},
+)
+async def oauth_providers(request: web.Request) -> web.Response:
+    items = [
+        s.OAuthProviderBody(
+            name=config.name,
+            label=config.profile.label,
+            start_url=f"/api/v1/auth/oauth/{config.name}/start",
+        )
+        for config in request.app[IDENTITY].oauth.enabled
+    ]
+    return json(s.OAuthProviderList(items=items))
+
+
+@public(rate=RateClass.SENSITIVE)
+@operation(
+    summary="Start signing in with a provider: redirects the browser there",
+    description="`next` is the path on this site to land on afterwards (default `/`). The "
+    "flow's state travels in a short-lived HttpOnly cookie. If the provider cannot be reached "
+    "the browser goes to `/sign-in?error=oauth_provider_error`.",
+    tags=AUTH,
+    responses={302: None},
+)
+async def oauth_start(request: web.Request) -> web.Response:
+    query = read_query(request, OAuthStartQuery)
+    try:
+        started = await request.app[IDENTITY].oauth.start(
+            provider=request.match_info["provider"],
+            next_path=query.next,
+            client=client_of(request),
+        )
+    except OAuthFailure as exc:
+        if not exc.back_to_sign_in:
+            raise
+        return _back_to_sign_in(request, exc)
+    response = _redirect(started.url)
+    set_oauth_flow_cookie(request, response, started.flow, max_age=started.max_age)
+    return response
+
+
+@public(rate=RateClass.SENSITIVE)
+@operation(
+    summary="Where the provider sends the browser back: signs in and redirects to `next`",
+    description="On success the session cookies are set (as after a cookie sign-in) and the "
+    "browser goes to `next`; on failure to `/sign-in?error=<code>` (oauth_state_mismatch, "
+    "oauth_token_invalid, oauth_email_unverified, oauth_account_suspended, "
+    "oauth_provider_error).",
+    tags=AUTH,
+    responses={302: None},
+)
+async def oauth_callback(request: web.Request) -> web.Response:
+    query = read_query(request, OAuthCallbackQuery)
+    try:
+        signed_in = await request.app[IDENTITY].oauth.finish(
+            provider=request.match_info["provider"],
+            code=query.code,
+            state=query.state,
+            flow_cookie=oauth_flow_from_cookie(request),
+            client=client_of(request),
+            provider_error=query.error,
+        )
+    except OAuthFailure as exc:
+        response = _back_to_sign_in(request, exc)
+    else:
+        response = _redirect(request.app[SETTINGS].public_url + signed_in.next_path)
+        set_session_cookies(request, response, signed_in.pair.refresh_token)
+    clear_oauth_flow_cookie(response)
+    return response
 
 
 # -- administration --------------------------------------------------------------------------
@@ -411,6 +514,9 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/api/v1/auth/logout", logout)
     r.add_post("/api/v1/auth/password-reset/request", password_reset_request)
     r.add_post("/api/v1/auth/password-reset/confirm", password_reset_confirm)
+    r.add_get("/api/v1/auth/oauth/providers", oauth_providers)
+    r.add_get("/api/v1/auth/oauth/{provider}/start", oauth_start)
+    r.add_get("/api/v1/auth/oauth/{provider}/callback", oauth_callback)
     r.add_get("/api/v1/me", me)
     r.add_get("/api/v1/admin/users", list_users)
     r.add_put("/api/v1/admin/users/{user_id}/suspended", set_suspended)

@@ -131,3 +131,13 @@ class SecurityEventBody(BaseModel):
 class SecurityEventList(BaseModel):
     items: list[SecurityEventBody]
     next_cursor: str | None
+
+
+class OAuthProviderBody(BaseModel):
+    name: str = Field(description="google, microsoft or linkedin")
+    label: str
+    start_url: str = Field(description="Send the browser here (GET), with ?next=/path")
+
+
+class OAuthProviderList(BaseModel):
+    items: list[OAuthProviderBody]

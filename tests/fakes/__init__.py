@@ -1,0 +1,1 @@
+"""Protocol-faithful stand-ins for outside services, served on loopback addresses only."""
