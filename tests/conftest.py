@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import shutil
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import pytest
@@ -19,6 +24,7 @@ from db.migrate import apply_migrations
 from tests.services import require_postgres, require_redis
 
 SettingsFactory = Callable[..., Settings]
+T = TypeVar("T")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -62,10 +68,82 @@ async def database_url(database_kind: str, tmp_path: Path) -> AsyncIterator[str]
         await conn.close()
 
 
+def _run_aside(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine to completion on a loop of its own, in a thread: session fixtures are
+    first asked for from inside a test's running loop."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(lambda: asyncio.run(make())).result()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file, made once; each test gets a copy."""
+    path = tmp_path_factory.mktemp("template") / "migrated.db"
+    _run_aside(lambda: apply_migrations(f"sqlite://{path}"))
+    return path
+
+
+@dataclass(frozen=True)
+class PostgresTemplate:
+    url: str
+    tables: tuple[str, ...]
+
+
+@pytest.fixture(scope="session")
+def postgres_template() -> Iterator[PostgresTemplate]:
+    """One migrated schema per test worker; each test starts from it emptied (TRUNCATE is
+    ~100 times faster than migrating a fresh schema)."""
+    base = require_postgres()
+    schema = f"w_{uuid.uuid4().hex[:16]}"
+    url = f"{base}?schema={schema}"
+
+    async def create() -> tuple[str, ...]:
+        conn = await asyncpg.connect(base)
+        try:
+            await conn.execute(f'CREATE SCHEMA "{schema}"')
+        finally:
+            await conn.close()
+        await apply_migrations(url)
+        conn = await asyncpg.connect(base)
+        try:
+            rows = await conn.fetch(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = $1",
+                schema,
+            )
+        finally:
+            await conn.close()
+        return tuple(r["table_name"] for r in rows if r["table_name"] != "tortoise_migrations")
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(base)
+        try:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await conn.close()
+
+    tables = _run_aside(create)
+    yield PostgresTemplate(url=url, tables=tables)
+    _run_aside(drop)
+
+
 @pytest.fixture
-async def migrated_database_url(database_url: str) -> str:
-    await apply_migrations(database_url)
-    return database_url
+async def migrated_database_url(
+    database_kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> str:
+    """A database at the newest migration with no rows in it."""
+    if database_kind == "sqlite":
+        target = tmp_path / "test.db"
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), target)
+        return f"sqlite://{target}"
+    template: PostgresTemplate = request.getfixturevalue("postgres_template")
+    schema = template.url.rpartition("schema=")[2]
+    conn = await asyncpg.connect(require_postgres())
+    try:
+        names = ", ".join(f'"{schema}"."{table}"' for table in template.tables)
+        await conn.execute(f"TRUNCATE {names} CASCADE")
+    finally:
+        await conn.close()
+    return template.url
 
 
 @pytest.fixture
@@ -132,6 +210,17 @@ async def client(aiohttp_client: Any, settings: Settings) -> TestClient[Any, Any
 def _logging() -> None:
     """Log as the service does, so tests can read records through caplog."""
     configure_logging(level="INFO", json=True)
+
+
+@pytest.fixture(autouse=True)
+def _logging_restored() -> Iterator[None]:
+    """The CLI's main() configures logging onto the stream it sees (pytest's capture, which
+    closes); put the session's handlers back so threads that log later find an open stream."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture(autouse=True)
