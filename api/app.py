@@ -27,12 +27,14 @@ from api.keys import (
     LIMITER,
     MAILER,
     METRICS,
+    PUSH,
     REDIS,
     SETTINGS,
     SOCKETS,
     TRUSTED_PROXIES,
 )
 from api.metrics import Metrics
+from api.notifications import routes as notification_routes
 from api.openapi import setup_openapi
 from api.ops import routes as ops_routes
 from core.bus import create_bus
@@ -43,6 +45,7 @@ from core.redis_client import open_redis
 from core.secret_key import load_key_ring
 from core.settings import Settings
 from db.connection import Database
+from hub.push import create_web_push
 from hub.server import Hub
 
 log = get_logger(__name__)
@@ -107,9 +110,12 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
         public_url=settings.public_url,
         oauth_providers=provider_configs(settings),
     )
+    app[PUSH] = push = create_web_push(settings)
+    push.start()
     try:
         yield
     finally:
+        await push.close()
         await app[IDENTITY].oauth.aclose()
         await limiter.close()
         await mailer.close()
@@ -153,5 +159,6 @@ def create_app(settings: Settings) -> web.Application:
     ops_routes.add_routes(app)
     identity_routes.add_routes(app)
     chat_routes.add_routes(app)
+    notification_routes.add_routes(app)
     setup_openapi(app, title=TITLE, version=service_version())
     return app

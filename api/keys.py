@@ -17,6 +17,7 @@ from core.rate_limit import RateLimiter
 from core.settings import Settings
 from core.tokens import KeyRing
 from db.connection import Database
+from hub.push import WebPushSender
 from hub.server import Hub
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -31,6 +32,7 @@ LIMITER = web.AppKey("limiter", RateLimiter)
 IDENTITY = web.AppKey("identity", IdentityServices)
 SOCKETS = web.AppKey("sockets", socketio.AsyncServer)
 HUB = web.AppKey("hub", Hub)
+PUSH = web.AppKey("push", WebPushSender)
 
 REQUEST_ID = web.RequestKey("request_id", str)  # set by the request-id middleware
 CLIENT = web.RequestKey("client", Client)  # set by the auth middleware

@@ -7,6 +7,8 @@ time: `load_settings()` is called by the command line (or a test) and the result
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 from enum import StrEnum
 from pathlib import Path
@@ -155,6 +157,18 @@ class Settings(BaseSettings):
     shutdown_timeout: float = Field(
         3.0, ge=0, description="Seconds `serve` waits for open connections at shutdown"
     )
+    # Web push (VAPID, RFC 8292).
+    vapid_private_key: SecretStr | None = Field(
+        None,
+        description="VAPID P-256 private key, PEM or base64url raw; unset = generated in DATA_DIR",
+    )
+    vapid_subject: str = Field(
+        "mailto:support@ideinstein.local",
+        description="VAPID contact for push services, a mailto: or https: URL",
+    )
+    push_max_attempts: int = Field(
+        5, ge=1, le=20, description="Attempts per web push before it is given up as dead"
+    )
     # Sign-in with OpenID Connect: a provider is offered when its client id is set.
     oauth_google_client_id: str | None = Field(
         None, description="Google OAuth client id; unset = no sign-in with Google"
@@ -272,6 +286,40 @@ class Settings(BaseSettings):
         if any(len(key.get_secret_value()) < 32 for key in value):
             raise ValueError("every key must be at least 32 characters")
         return value
+
+    @field_validator("vapid_private_key", mode="before")
+    @classmethod
+    def _blank_vapid_key_is_unset(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("vapid_private_key")
+    @classmethod
+    def _check_vapid_key(cls, value: SecretStr | None) -> SecretStr | None:
+        # The shape only (the hub parses the key): the message never repeats the value.
+        if value is None:
+            return None
+        text = value.get_secret_value().strip()
+        if text.startswith("-----BEGIN") and "PRIVATE KEY-----" in text:
+            return SecretStr(text)
+        try:
+            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        except (ValueError, binascii.Error):
+            raw = b""
+        if len(raw) != 32:
+            raise ValueError("must be a PEM private key or 32 bytes in base64url (P-256)")
+        return SecretStr(text)
+
+    @field_validator("vapid_subject")
+    @classmethod
+    def _check_vapid_subject(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme == "mailto" and "@" in parts.path:
+            return value
+        if parts.scheme == "https" and parts.hostname:
+            return value
+        raise ValueError("must be a mailto: address or an https: URL")
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -7,7 +7,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 APP_LABEL = "models"
-MODEL_MODULES = ["db.models.identity", "db.models.chat"]
+MODEL_MODULES = ["db.models.identity", "db.models.chat", "db.models.push"]
 MIGRATIONS_MODULE = "db.migrations"
 
 

@@ -10,6 +10,7 @@ from uuid import UUID
 
 from core.bus import EventBus
 from core.clock import utcnow
+from core.errors import NotFound
 from db.models.chat import Notification
 
 REPLAY_LIMIT = 500
@@ -92,6 +93,52 @@ class Inbox:
             query = query.filter(id__gt=after_id)
         rows = await query.order_by("id").limit(limit + 1)
         return [NotificationView.of(r) for r in rows[:limit]], len(rows) > limit
+
+    async def page(
+        self, *, user_id: UUID, after_id: UUID | None, limit: int, unread_only: bool = False
+    ) -> tuple[list[NotificationView], bool]:
+        """The user's notifications after `after_id`, oldest first (ids sort by time)."""
+        query = Notification.filter(user_id=user_id)
+        if after_id is not None:
+            query = query.filter(id__gt=after_id)
+        if unread_only:
+            query = query.filter(read_at__isnull=True)
+        rows = await query.order_by("id").limit(limit + 1)
+        return [NotificationView.of(r) for r in rows[:limit]], len(rows) > limit
+
+    async def mark_read(self, *, user_id: UUID, notification_id: UUID) -> NotificationView:
+        """Mark one of the user's own notifications read (another's is `notification_not_found`)."""
+        row = await Notification.get_or_none(id=notification_id, user_id=user_id)
+        if row is None:
+            raise NotFound("notification_not_found", "No such notification")
+        if row.read_at is None:
+            await self._mark_read(user_id=user_id, ids=[row.id])
+            await row.refresh_from_db(fields=["read_at"])
+        return NotificationView.of(row)
+
+    async def mark_all_read(self, *, user_id: UUID) -> list[UUID]:
+        rows = (
+            await Notification.filter(user_id=user_id, read_at__isnull=True)
+            .order_by("id")
+            .only("id")
+        )
+        return await self._mark_read(user_id=user_id, ids=[row.id for row in rows])
+
+    async def _mark_read(self, *, user_id: UUID, ids: list[UUID]) -> list[UUID]:
+        """Set read_at, then announce `notification.read` {user_id, ids} so the channels can
+        drop pushes and mails that are no longer needed."""
+        if not ids:
+            return []
+        count = await Notification.filter(user_id=user_id, id__in=ids, read_at__isnull=True).update(
+            read_at=utcnow()
+        )
+        if count:
+            await self._bus.emit(
+                "notification.read",
+                {"user_id": str(user_id), "ids": [str(i) for i in ids]},
+                subject=f"user:{user_id}",
+            )
+        return ids
 
     async def mark_delivered(self, *, user_id: UUID, ids: list[UUID]) -> int:
         count: int = await Notification.filter(

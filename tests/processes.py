@@ -8,6 +8,7 @@ import signal
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import aiohttp
 
@@ -17,7 +18,7 @@ class ServeProcess:
     port: int
     process: asyncio.subprocess.Process
     log_path: Path
-    _log: object = field(repr=False, default=None)
+    log: BinaryIO = field(repr=False)
 
     @property
     def url(self) -> str:
@@ -28,6 +29,7 @@ class ServeProcess:
         if self.process.returncode is None:
             self.process.send_signal(signal.SIGKILL)
             await self.process.wait()
+        self.log.close()
 
     async def stop(self) -> int:
         if self.process.returncode is None:
@@ -36,6 +38,7 @@ class ServeProcess:
                 await asyncio.wait_for(self.process.wait(), 15)
             except TimeoutError:
                 await self.kill()
+        self.log.close()
         return self.process.returncode or 0
 
 
@@ -55,7 +58,7 @@ async def start_serve(
         stdout=log,
         stderr=log,
     )
-    served = ServeProcess(port=port, process=process, log_path=log_path, _log=log)
+    served = ServeProcess(port=port, process=process, log_path=log_path, log=log)
     try:
         await asyncio.wait_for(_healthy(served), 60)
     except (TimeoutError, AssertionError) as exc:

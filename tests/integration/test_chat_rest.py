@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 from aiohttp.test_utils import TestClient
@@ -127,7 +128,7 @@ async def test_a_client_that_stops_reading_does_not_slow_the_others(
     reader_account = await sign_in(settings.database_url, keys)
     ws = await client.ws_connect("/socket.io/?EIO=4&transport=websocket")
     await ws.receive()  # engine.io open
-    await ws.send_str('40{"token": "%s"}' % stuck_account.token)
+    await ws.send_str("40" + json.dumps({"token": stuck_account.token}))
     await ws.receive()  # socket.io connect
     reader = HubClient()
     try:

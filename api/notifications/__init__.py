@@ -1,0 +1,1 @@
+"""The notification inbox over REST, and the browser's web push subscriptions."""
