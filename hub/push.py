@@ -322,6 +322,9 @@ class RetryScheduler(Protocol):
     async def close(self) -> None: ...
 
 
+RESUME_GRACE = 5.0  # seconds close() waits for the start-up resume to finish
+
+
 class AsyncioRetryScheduler:
     """Retries as asyncio tasks of this process: kept, and cancelled by `close()` (the rows
     stay `pending` with `next_attempt_at`, for `resume_pending()` at the next start)."""
@@ -440,9 +443,15 @@ class WebPushSender:
     async def close(self) -> None:
         try:
             if self._resuming is not None:
-                self._resuming.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._resuming
+                # Let the (short) resume query finish rather than cancel it mid-flight: a
+                # cancelled aiosqlite call still completes in its thread, after the loop may
+                # be gone. Only a resume stuck on an unreachable database is cancelled.
+                with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(self._resuming), RESUME_GRACE)
+                if not self._resuming.done():
+                    self._resuming.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await self._resuming
             await self.scheduler.close()
         finally:
             if self._owns_session:
