@@ -4,6 +4,7 @@ inbox REST (list, read, read-all) with `notification.read` on the bus."""
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import stat
@@ -314,6 +315,13 @@ async def test_register_push_and_unregister_over_rest(
         assert await PushSubscription.all().count() == 0
 
 
+def _off_curve(p256dh: str) -> str:
+    """The same point with its y coordinate nudged: 65 bytes, but not on the curve."""
+    raw = bytearray(base64.urlsafe_b64decode(p256dh + "=" * (-len(p256dh) % 4)))
+    raw[-1] ^= 1
+    return base64.urlsafe_b64encode(bytes(raw)).rstrip(b"=").decode()
+
+
 def _bad_subscriptions(good: dict[str, Any]) -> list[tuple[dict[str, Any], str]]:
     keys = good["keys"]
     return [
@@ -324,7 +332,7 @@ def _bad_subscriptions(good: dict[str, Any]) -> list[tuple[dict[str, Any], str]]
         ({**good, "endpoint": "https://user:pw@push.example.com/x"}, "invalid_push_endpoint"),
         ({**good, "endpoint": "not a url"}, "invalid_push_endpoint"),
         ({**good, "keys": {**keys, "p256dh": "AAAA"}}, "invalid_push_keys"),
-        ({**good, "keys": {**keys, "p256dh": "BA" + keys["p256dh"][2:]}}, "invalid_push_keys"),
+        ({**good, "keys": {**keys, "p256dh": _off_curve(keys["p256dh"])}}, "invalid_push_keys"),
         ({**good, "keys": {**keys, "auth": "c2hvcnQ"}}, "invalid_push_keys"),
         ({**good, "keys": {**keys, "auth": "!!!!"}}, "invalid_push_keys"),
         ({"endpoint": good["endpoint"]}, "validation_failed"),
