@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from typing import TypeVar
+from uuid import UUID
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from core.errors import BadRequest, UnsupportedMediaType, ValidationFailed
+from core.errors import BadRequest, NotFound, UnsupportedMediaType, ValidationFailed
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -36,6 +37,20 @@ async def read_json(request: web.Request, model: type[M]) -> M:
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise BadRequest("malformed_json", "The body is not valid JSON") from None
     return validate(model, data)
+
+
+def path_uuid(request: web.Request, name: str, *, not_found: str) -> UUID:
+    """A path parameter that must be a UUID; anything else is a 404 with `not_found` as code
+    (an id that cannot exist is simply not found)."""
+    try:
+        return UUID(request.match_info[name])
+    except ValueError:
+        raise NotFound(not_found, "Not found") from None
+
+
+def json_response(body: BaseModel, *, status: int = 200) -> web.Response:
+    """A pydantic body as the JSON response (pydantic serialises UUIDs and datetimes)."""
+    return web.json_response(text=body.model_dump_json(), status=status)
 
 
 def read_query(request: web.Request, model: type[M]) -> M:

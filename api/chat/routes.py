@@ -15,8 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.auth import authenticated, principal_of, requires
 from api.keys import HUB
 from api.openapi import operation
-from api.requests import read_json, read_query
-from core.errors import NotFound
+from api.requests import json_response, path_uuid, read_json, read_query
 from core.ids import new_id_str
 from core.permissions import Permission
 from db.models.chat import CannedReply
@@ -117,15 +116,8 @@ def _message(view: MessageView) -> MessageBody:
     return MessageBody.model_validate(view.wire())
 
 
-def _json(body: BaseModel, status: int = 200) -> web.Response:
-    return web.json_response(text=body.model_dump_json(), status=status)
-
-
 def _conversation_id(request: web.Request) -> UUID:
-    try:
-        return UUID(request.match_info["conversation_id"])
-    except ValueError:
-        raise NotFound("conversation_not_found", "No such conversation") from None
+    return path_uuid(request, "conversation_id", not_found="conversation_not_found")
 
 
 @authenticated()
@@ -152,7 +144,7 @@ async def open_conversation(request: web.Request) -> web.Response:
         )
         await hub.deliver(sent)
         view, message = sent.conversation, _message(sent.message)
-    return _json(Opened(conversation=_conversation(view), message=message), 201)
+    return json_response(Opened(conversation=_conversation(view), message=message), status=201)
 
 
 @authenticated()
@@ -164,7 +156,7 @@ async def open_conversation(request: web.Request) -> web.Response:
 )
 async def list_conversations(request: web.Request) -> web.Response:
     views = await request.app[HUB].chat.list_for(principal_of(request))
-    return _json(ConversationList(items=[_conversation(v) for v in views]))
+    return json_response(ConversationList(items=[_conversation(v) for v in views]))
 
 
 @requires(Permission.CHAT_READ_ANY)
@@ -176,7 +168,7 @@ async def list_conversations(request: web.Request) -> web.Response:
 )
 async def queue(request: web.Request) -> web.Response:
     views = await request.app[HUB].chat.queue(principal=principal_of(request))
-    return _json(ConversationList(items=[_conversation(v) for v in views]))
+    return json_response(ConversationList(items=[_conversation(v) for v in views]))
 
 
 @authenticated()
@@ -194,7 +186,9 @@ async def messages(request: web.Request) -> web.Response:
         before_seq=query.before_seq,
         limit=query.limit,
     )
-    return _json(MessagePage(items=[_message(m) for m in page.messages], has_more=page.has_more))
+    return json_response(
+        MessagePage(items=[_message(m) for m in page.messages], has_more=page.has_more)
+    )
 
 
 @authenticated()
@@ -218,7 +212,9 @@ async def send(request: web.Request) -> web.Response:
     if sent.created:
         await hub.deliver(sent)
     status = 201 if sent.created else 200
-    return _json(Sent(message=_message(sent.message), duplicate=not sent.created), status)
+    return json_response(
+        Sent(message=_message(sent.message), duplicate=not sent.created), status=status
+    )
 
 
 def _canned(row: CannedReply) -> CannedBody:
@@ -232,7 +228,7 @@ async def list_canned(request: web.Request) -> web.Response:
     rows = await request.app[HUB].chat.canned_replies(
         principal=principal_of(request), query=query.q
     )
-    return _json(CannedList(items=[_canned(r) for r in rows]))
+    return json_response(CannedList(items=[_canned(r) for r in rows]))
 
 
 @requires(Permission.CHAT_ASSIGN)
@@ -248,7 +244,7 @@ async def create_canned(request: web.Request) -> web.Response:
     row = await request.app[HUB].chat.add_canned_reply(
         principal=principal_of(request), shortcut=body.shortcut, title=body.title, body=body.body
     )
-    return _json(_canned(row), 201)
+    return json_response(_canned(row), status=201)
 
 
 def add_routes(app: web.Application) -> None:

@@ -24,8 +24,8 @@ from api.identity.sessions import TokenPair
 from api.keys import IDENTITY, SETTINGS
 from api.middleware import error_response
 from api.openapi import operation
-from api.requests import read_json, read_query
-from core.errors import NotFound, Unauthorized
+from api.requests import json_response, path_uuid, read_json, read_query
+from core.errors import Unauthorized
 from core.permissions import Permission, Role
 from db.models.identity import ApiKey, SecurityEvent, User
 
@@ -47,14 +47,10 @@ def user_body(user: User) -> s.UserBody:
     )
 
 
-def json(body: BaseModel, *, status: int = 200) -> web.Response:
-    return web.json_response(text=body.model_dump_json(), status=status)
-
-
 def _token_response(request: web.Request, pair: TokenPair, *, use_cookie: bool) -> web.Response:
     body = s.TokenPairBody(access_token=pair.access_token, expires_in=pair.expires_in)
     if not use_cookie:
-        return json(body.model_copy(update={"refresh_token": pair.refresh_token}))
+        return json_response(body.model_copy(update={"refresh_token": pair.refresh_token}))
     response = web.Response(content_type="application/json")
     body = body.model_copy(
         update={"csrf_token": set_session_cookies(request, response, pair.refresh_token)}
@@ -81,7 +77,7 @@ async def register(request: web.Request) -> web.Response:
         display_name=body.display_name,
         client=client_of(request),
     )
-    return json(user_body(await User.get(id=account.id)), status=201)
+    return json_response(user_body(await User.get(id=account.id)), status=201)
 
 
 @public(rate=RateClass.SENSITIVE)
@@ -96,7 +92,7 @@ async def verify_email(request: web.Request) -> web.Response:
     account = await request.app[IDENTITY].accounts.verify_email(
         token=body.token, client=client_of(request)
     )
-    return json(user_body(await User.get(id=account.id)))
+    return json_response(user_body(await User.get(id=account.id)))
 
 
 @public(rate=RateClass.SENSITIVE)
@@ -109,7 +105,7 @@ async def verify_email(request: web.Request) -> web.Response:
 async def resend_verification(request: web.Request) -> web.Response:
     body = await read_json(request, s.EmailRequest)
     await request.app[IDENTITY].accounts.resend_verification(email=body.email)
-    return json(s.Accepted(), status=202)
+    return json_response(s.Accepted(), status=202)
 
 
 @public(rate=RateClass.LOGIN)
@@ -187,7 +183,7 @@ async def password_reset_request(request: web.Request) -> web.Response:
     await request.app[IDENTITY].accounts.request_password_reset(
         email=body.email, client=client_of(request)
     )
-    return json(s.Accepted(), status=202)
+    return json_response(s.Accepted(), status=202)
 
 
 @public(rate=RateClass.SENSITIVE)
@@ -209,7 +205,7 @@ async def password_reset_confirm(request: web.Request) -> web.Response:
 @operation(summary="The signed-in user", tags=AUTH, responses={200: s.UserBody}, auth=True)
 async def me(request: web.Request) -> web.Response:
     user = await User.get(id=principal_of(request).user_id)
-    return json(user_body(user))
+    return json_response(user_body(user))
 
 
 # -- sign-in with OpenID providers -----------------------------------------------------------
@@ -251,7 +247,7 @@ async def oauth_providers(request: web.Request) -> web.Response:
         )
         for config in request.app[IDENTITY].oauth.enabled
     ]
-    return json(s.OAuthProviderList(items=items))
+    return json_response(s.OAuthProviderList(items=items))
 
 
 @public(rate=RateClass.SENSITIVE)
@@ -328,16 +324,13 @@ async def list_users(request: web.Request) -> web.Response:
     users, cursor = await request.app[IDENTITY].admin.list_users(
         query=query.q, role=query.role, active=query.active, after=query.after, limit=query.limit
     )
-    return json(
+    return json_response(
         s.UserList(items=[user_body(u) for u in users], next_cursor=str(cursor) if cursor else None)
     )
 
 
 def _user_id(request: web.Request) -> UUID:
-    try:
-        return UUID(request.match_info["user_id"])
-    except ValueError:
-        raise NotFound("user_not_found", "No such user") from None
+    return path_uuid(request, "user_id", not_found="user_not_found")
 
 
 @requires(Permission.USERS_MANAGE)
@@ -356,7 +349,7 @@ async def set_suspended(request: web.Request) -> web.Response:
         suspended=body.suspended,
         client=client_of(request),
     )
-    return json(user_body(user))
+    return json_response(user_body(user))
 
 
 @requires(Permission.USERS_MANAGE)
@@ -375,7 +368,7 @@ async def change_role(request: web.Request) -> web.Response:
         role=body.role,
         client=client_of(request),
     )
-    return json(user_body(user))
+    return json_response(user_body(user))
 
 
 class EventQuery(BaseModel):
@@ -420,7 +413,7 @@ async def security_events(request: web.Request) -> web.Response:
         before_id=query.before,
         limit=query.limit,
     )
-    return json(
+    return json_response(
         s.SecurityEventList(
             items=[event_body(r) for r in rows], next_cursor=str(cursor) if cursor else None
         )
@@ -445,17 +438,14 @@ def key_body(row: ApiKey) -> s.ApiKeyBody:
 
 
 def _key_id(request: web.Request) -> UUID:
-    try:
-        return UUID(request.match_info["key_id"])
-    except ValueError:
-        raise NotFound("api_key_not_found", "No such API key") from None
+    return path_uuid(request, "key_id", not_found="api_key_not_found")
 
 
 @requires(Permission.API_KEYS_MANAGE)
 @operation(summary="Your API keys", tags=KEYS_TAG, responses={200: s.ApiKeyList}, auth=True)
 async def list_api_keys(request: web.Request) -> web.Response:
     rows = await request.app[IDENTITY].api_keys.list(owner=principal_of(request))
-    return json(s.ApiKeyList(items=[key_body(r) for r in rows]))
+    return json_response(s.ApiKeyList(items=[key_body(r) for r in rows]))
 
 
 @requires(Permission.API_KEYS_MANAGE)
@@ -472,7 +462,7 @@ async def create_api_key(request: web.Request) -> web.Response:
         owner=principal_of(request), name=body.name, scopes=body.scopes, client=client_of(request)
     )
     data = key_body(created.row).model_dump()
-    return json(s.ApiKeyCreated(**data, key=created.key), status=201)
+    return json_response(s.ApiKeyCreated(**data, key=created.key), status=201)
 
 
 @requires(Permission.API_KEYS_MANAGE)
@@ -492,7 +482,7 @@ async def rotate_api_key(request: web.Request) -> web.Response:
         client=client_of(request),
     )
     data = key_body(created.row).model_dump()
-    return json(s.ApiKeyCreated(**data, key=created.key), status=201)
+    return json_response(s.ApiKeyCreated(**data, key=created.key), status=201)
 
 
 @requires(Permission.API_KEYS_MANAGE)

@@ -13,8 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.auth import authenticated, principal_of, public
 from api.keys import HUB, PUSH
 from api.openapi import operation
-from api.requests import read_json, read_query
-from core.errors import NotFound
+from api.requests import json_response, path_uuid, read_json, read_query
 from hub.notify import NotificationView
 from hub.push import register_subscription, remove_subscription
 
@@ -80,10 +79,6 @@ class ReadAll(BaseModel):
     ids: list[UUID]
 
 
-def _json(body: BaseModel, status: int = 200) -> web.Response:
-    return web.json_response(text=body.model_dump_json(), status=status)
-
-
 def _notification(view: NotificationView) -> NotificationBody:
     return NotificationBody.model_validate(view.wire())
 
@@ -95,7 +90,7 @@ def _notification(view: NotificationView) -> NotificationBody:
     responses={200: VapidPublicKey},
 )
 async def vapid_public_key(request: web.Request) -> web.Response:
-    return _json(VapidPublicKey(public_key=request.app[PUSH].application_server_key))
+    return json_response(VapidPublicKey(public_key=request.app[PUSH].application_server_key))
 
 
 @authenticated()
@@ -117,7 +112,9 @@ async def subscribe(request: web.Request) -> web.Response:
         auth=body.keys.auth,
         user_agent=request.headers.get(hdrs.USER_AGENT, ""),
     )
-    return _json(SubscriptionBody(id=view.id, endpoint=view.endpoint), 201 if view.created else 200)
+    return json_response(
+        SubscriptionBody(id=view.id, endpoint=view.endpoint), status=201 if view.created else 200
+    )
 
 
 @authenticated()
@@ -151,7 +148,7 @@ async def list_notifications(request: web.Request) -> web.Response:
     )
     next_after = views[-1].id if has_more and views else None
     items = [_notification(v) for v in views]
-    return _json(NotificationPage(items=items, has_more=has_more, next_after=next_after))
+    return json_response(NotificationPage(items=items, has_more=has_more, next_after=next_after))
 
 
 @authenticated()
@@ -162,14 +159,11 @@ async def list_notifications(request: web.Request) -> web.Response:
     auth=True,
 )
 async def mark_read(request: web.Request) -> web.Response:
-    try:
-        notification_id = UUID(request.match_info["notification_id"])
-    except ValueError:
-        raise NotFound("notification_not_found", "No such notification") from None
+    notification_id = path_uuid(request, "notification_id", not_found="notification_not_found")
     view = await request.app[HUB].inbox.mark_read(
         user_id=principal_of(request).user_id, notification_id=notification_id
     )
-    return _json(_notification(view))
+    return json_response(_notification(view))
 
 
 @authenticated()
@@ -181,7 +175,7 @@ async def mark_read(request: web.Request) -> web.Response:
 )
 async def mark_all_read(request: web.Request) -> web.Response:
     ids = await request.app[HUB].inbox.mark_all_read(user_id=principal_of(request).user_id)
-    return _json(ReadAll(ids=ids))
+    return json_response(ReadAll(ids=ids))
 
 
 def add_routes(app: web.Application) -> None:
