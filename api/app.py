@@ -125,7 +125,7 @@ async def _hub_ctx(app: web.Application) -> AsyncIterator[None]:
     # The Socket.IO server is attached in create_app (routes freeze at start-up); its services
     # and background work start here, once the bus and Redis are up.
     hub = app[HUB]
-    await hub.start(bus=app[BUS], redis=app.get(REDIS))
+    await hub.start(bus=app[BUS], redis=app.get(REDIS), push=app[PUSH])
     try:
         yield
     finally:

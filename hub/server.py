@@ -35,7 +35,9 @@ from hub.gateway import Gateway, refuse
 from hub.metrics import HubMetrics
 from hub.notify import Inbox
 from hub.presence import Activity, PresenceState, PresenceStore, Status, create_presence_store
+from hub.push import WebPushSender
 from hub.rooms import STAFF, conversation_room, dashboard_room, user_room
+from hub.router import NotificationRouter, create_claims
 
 log = get_logger(__name__)
 
@@ -92,7 +94,9 @@ class Hub:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    async def start(self, *, bus: EventBus, redis: Redis | None) -> None:
+    async def start(
+        self, *, bus: EventBus, redis: Redis | None, push: WebPushSender | None = None
+    ) -> None:
         self.bus = bus
         self.chat = ChatService(bus=bus, max_body=self.settings.chat_max_body_chars)
         self.inbox = Inbox(bus=bus)
@@ -104,6 +108,15 @@ class Hub:
         self._subscriptions.append(
             await bus.subscribe("notification.created", self._push_notification)
         )
+        if push is not None:
+            router = NotificationRouter(
+                presence=self.presence,
+                push=push,
+                claims=create_claims(redis=redis, prefix=self.settings.redis_prefix),
+            )
+            self._subscriptions.append(
+                await bus.subscribe("notification.created", router.on_created)
+            )
         self._spawn(self._heartbeat())
         self._spawn(self._sweep())
         self._started = True

@@ -16,6 +16,7 @@ Serve it with aiohttp's test server on 127.0.0.1; `attach(base_url)` tells it it
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import re
 import secrets
@@ -93,6 +94,18 @@ class FakePushService:
     gone: dict[str, int] = field(default_factory=dict)  # token -> 404 or 410
     _answers: deque[tuple[int, str | None]] = field(default_factory=deque)
     base_url: str = ""
+    _arrival: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def wait_for(self, count: int, *, timeout: float = 10) -> list[Received]:
+        """Until `count` pushes have been received (woken by each arrival, no polling)."""
+
+        async def arrived() -> None:
+            while len(self.received) < count:
+                self._arrival.clear()
+                await self._arrival.wait()
+
+        await asyncio.wait_for(arrived(), timeout)
+        return self.received
 
     def attach(self, base_url: str) -> None:
         self.base_url = base_url.rstrip("/")
@@ -170,6 +183,7 @@ class FakePushService:
                 at=time.monotonic(),
             )
         )
+        self._arrival.set()
         return web.Response(status=201, headers={"Location": f"{self.base_url}/msg/{token}"})
 
     def _check_vapid(self, request: web.Request) -> dict[str, Any] | web.Response:

@@ -1,0 +1,89 @@
+"""The notification router: after the inbox row and the in-app push, reach users elsewhere.
+
+It listens to `notification.created`. Online users have had the socket event (every node
+relays it to its own sockets); for a user who is not online it sends web push to each of their
+subscriptions. Every hub node hears the event, so a claim in Redis (SET NX) lets exactly one
+node route each notification. Email after a delay, preferences and quiet hours come with the
+rest of the notifications issue.
+"""
+
+from __future__ import annotations
+
+import abc
+from datetime import datetime
+from uuid import UUID
+
+from redis.asyncio import Redis
+
+from core.bus import Event
+from core.logs import get_logger
+from hub.notify import NotificationView
+from hub.presence import PresenceStore
+from hub.push import WebPushSender
+
+log = get_logger(__name__)
+
+CLAIM_TTL_SECONDS = 24 * 3600
+
+
+class Claims(abc.ABC):
+    """First come, only served: `first(key)` is true for exactly one caller."""
+
+    @abc.abstractmethod
+    async def first(self, key: str) -> bool: ...
+
+
+class LocalClaims(Claims):
+    """One process (embedded mode): the in-process bus delivers each event once already."""
+
+    async def first(self, key: str) -> bool:
+        return True
+
+
+class RedisClaims(Claims):
+    def __init__(self, redis: Redis, *, prefix: str) -> None:
+        self._redis = redis
+        self._prefix = f"{prefix}claim:"
+
+    async def first(self, key: str) -> bool:
+        won = await self._redis.set(self._prefix + key, b"1", nx=True, ex=CLAIM_TTL_SECONDS)
+        return bool(won)
+
+
+def create_claims(*, redis: Redis | None, prefix: str) -> Claims:
+    return LocalClaims() if redis is None else RedisClaims(redis, prefix=prefix)
+
+
+def notification_from_event(event: Event) -> NotificationView:
+    data = event.data
+    return NotificationView(
+        id=UUID(data["id"]),
+        user_id=UUID(data["user_id"]),
+        type=data["type"],
+        title=data["title"],
+        body=data.get("body", ""),
+        link=data.get("link", ""),
+        data=dict(data.get("data", {})),
+        created_at=datetime.fromisoformat(data["created_at"]),
+        read=bool(data.get("read", False)),
+    )
+
+
+class NotificationRouter:
+    def __init__(self, *, presence: PresenceStore, push: WebPushSender, claims: Claims) -> None:
+        self._presence = presence
+        self._push = push
+        self._claims = claims
+
+    async def on_created(self, event: Event) -> None:
+        try:
+            view = notification_from_event(event)
+        except (KeyError, ValueError):
+            log.warning("router.bad_event", event_id=event.id)
+            return
+        if not await self._claims.first(f"route:{view.id}"):
+            return  # another node routes this one
+        if (await self._presence.get(str(view.user_id))).online:
+            return  # the socket event reached them
+        outcomes = await self._push.send_to_user(view.user_id, view)
+        log.info("router.pushed", notification=str(view.id), subscriptions=len(outcomes))

@@ -1,0 +1,89 @@
+"""A customer who is offline when staff answer gets a web push they can decrypt; one who is
+online gets the socket event instead. Real app, real database, a loopback push service."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+
+from api.keys import KEYS
+from core.permissions import Role
+from core.settings import Settings
+from tests.fakes.push_service import FakePushService
+from tests.identity import sign_in
+from tests.sockets import HubClient
+
+Client = TestClient[Any, Any]
+
+
+async def _push_service(client: Client, aiohttp_server: Any) -> FakePushService:
+    key = (await (await client.get("/api/v1/push/vapid-public-key")).json())["public_key"]
+    fake = FakePushService(expected_key=key)
+    server = await aiohttp_server(fake.app(), host="127.0.0.1")
+    fake.attach(str(server.make_url("/")))
+    return fake
+
+
+async def test_offline_customer_gets_a_web_push_for_a_staff_reply(
+    client: Client, settings: Settings, aiohttp_server: Any
+) -> None:
+    assert client.app is not None
+    keys = client.app[KEYS]
+    customer = await sign_in(settings.database_url, keys)
+    agent = await sign_in(settings.database_url, keys, role=Role.EDITOR)
+    fake = await _push_service(client, aiohttp_server)
+    browser = fake.subscribe()
+    subscribed = await client.post(
+        "/api/v1/push/subscriptions", json=browser.json(), headers=customer.headers
+    )
+    assert subscribed.status == 201
+
+    opened = await (
+        await client.post(
+            "/api/v1/conversations", json={"subject": "Quote"}, headers=customer.headers
+        )
+    ).json()
+    conversation_id = opened["conversation"]["id"]
+    await client.post(
+        f"/api/v1/conversations/{conversation_id}/messages",
+        json={"client_msg_id": "r1", "body": "Your quote is ready."},
+        headers=agent.headers,
+    )
+
+    [push] = await fake.wait_for(1)
+    assert fake.violations == []
+    payload = json.loads(push.plaintext)
+    assert payload["title"] == "New message"
+    assert payload["body"] == "Your quote is ready."
+    assert payload["link"] == f"/chat/{conversation_id}"
+    assert push.headers["Urgency"] == "high"
+    assert push.headers["Topic"].startswith("conv-")
+
+
+async def test_an_online_customer_is_not_pushed(
+    client: Client, settings: Settings, aiohttp_server: Any
+) -> None:
+    assert client.app is not None
+    keys = client.app[KEYS]
+    customer = await sign_in(settings.database_url, keys)
+    agent = await sign_in(settings.database_url, keys, role=Role.EDITOR)
+    fake = await _push_service(client, aiohttp_server)
+    await client.post(
+        "/api/v1/push/subscriptions", json=fake.subscribe().json(), headers=customer.headers
+    )
+    socket = HubClient()
+    try:
+        await socket.connect(str(client.make_url("/")), customer.token)
+        opened = await socket.call("chat:open", {"subject": "live"})
+        conversation_id = opened["conversation"]["id"]
+        await client.post(
+            f"/api/v1/conversations/{conversation_id}/messages",
+            json={"client_msg_id": "r1", "body": "Live answer"},
+            headers=agent.headers,
+        )
+        assert (await socket.next("chat:message"))["body"] == "Live answer"
+    finally:
+        await socket.close()
+    assert fake.received == []
