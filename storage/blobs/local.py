@@ -1,0 +1,127 @@
+"""Blobs on local disk: `<root>/<aa>/<bb>/<sha256>`, written through a temporary file in
+`<root>/.uploads` (same filesystem), fsynced, then renamed into place atomically. Readers never
+see a partial blob. All file I/O runs in worker threads."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from storage.blobs.base import (
+    READ_SIZE,
+    BlobNotFoundError,
+    BlobStore,
+    StoredBlob,
+    UploadClosedError,
+    UploadHandle,
+    check_key,
+)
+
+UPLOADS_DIR = ".uploads"
+
+
+@dataclass(eq=False)
+class LocalUpload(UploadHandle):
+    path: Path = Path()
+
+
+class LocalBlobStore(BlobStore):
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+        self.uploads = self.root / UPLOADS_DIR
+
+    def path_of(self, key: str) -> Path:
+        check_key(key)
+        return self.root / key[:2] / key[2:4] / key
+
+    async def begin_upload(self, *, size_hint: int | None = None) -> LocalUpload:
+        handle = LocalUpload()
+        handle.path = self.uploads / handle.upload_id
+        await asyncio.to_thread(self._create, handle.path)
+        return handle
+
+    @staticmethod
+    def _create(path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(exist_ok=False)
+
+    def _own(self, handle: UploadHandle) -> LocalUpload:
+        if not isinstance(handle, LocalUpload) or handle.path.parent != self.uploads:
+            raise UploadClosedError(f"upload {handle.upload_id} is not one of this store's")
+        return handle
+
+    async def _write(self, handle: UploadHandle, data: bytearray) -> None:
+        await asyncio.to_thread(self._append_sync, self._own(handle), data)
+
+    @staticmethod
+    def _append_sync(handle: LocalUpload, data: bytearray) -> None:
+        with handle.path.open("ab") as file:
+            file.write(data)
+        handle.digest.update(data)
+
+    async def complete(self, handle: UploadHandle) -> StoredBlob:
+        upload = self._own(handle)
+        self._check_open(upload)
+        upload.closed = True
+        key = upload.digest.hexdigest()
+        try:
+            await asyncio.to_thread(self._commit, upload.path, self.path_of(key))
+        except BaseException:
+            await asyncio.shield(asyncio.to_thread(upload.path.unlink, missing_ok=True))
+            raise
+        return StoredBlob(key=key, size=upload.size)
+
+    @staticmethod
+    def _commit(source: Path, target: Path) -> None:
+        if target.exists():  # the same content is already stored: keep the one copy
+            source.unlink()
+            return
+        with source.open("rb+") as file:
+            os.fsync(file.fileno())
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(source, target)
+        _fsync_dir(target.parent)
+
+    async def abort(self, handle: UploadHandle) -> None:
+        upload = self._own(handle)
+        upload.closed = True
+        upload.pending.clear()
+        await asyncio.to_thread(upload.path.unlink, missing_ok=True)
+
+    async def open(self, key: str) -> AsyncGenerator[bytes, None]:
+        path = self.path_of(key)
+        try:
+            file = await asyncio.to_thread(path.open, "rb")
+        except FileNotFoundError:
+            raise BlobNotFoundError(key) from None
+        return _read_chunks(file)
+
+    async def exists(self, key: str) -> bool:
+        return await asyncio.to_thread(self.path_of(key).is_file)
+
+    async def delete(self, key: str) -> None:
+        await asyncio.to_thread(self.path_of(key).unlink, missing_ok=True)
+
+    async def url(self, key: str, *, expires: int, filename: str | None = None) -> str | None:
+        check_key(key)
+        return None  # the app streams local blobs itself
+
+
+async def _read_chunks(file: BinaryIO) -> AsyncGenerator[bytes, None]:
+    try:
+        while chunk := await asyncio.to_thread(file.read, READ_SIZE):
+            yield chunk
+    finally:
+        file.close()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
