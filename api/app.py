@@ -19,6 +19,7 @@ from api.identity import routes as identity_routes
 from api.identity.oidc import provider_configs
 from api.identity.services import build_identity
 from api.keys import (
+    BLOBS,
     BUS,
     DATABASE,
     HUB,
@@ -29,6 +30,7 @@ from api.keys import (
     METRICS,
     PUSH,
     REDIS,
+    SCANNER,
     SETTINGS,
     SOCKETS,
     TRUSTED_PROXIES,
@@ -47,6 +49,8 @@ from core.settings import Settings
 from db.connection import Database
 from hub.push import create_web_push
 from hub.server import Hub
+from storage.blobs import create_blob_store
+from storage.scan import make_scanner
 
 log = get_logger(__name__)
 
@@ -121,6 +125,18 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
         await mailer.close()
 
 
+async def _storage_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    store = create_blob_store(settings)
+    await store.start()
+    app[BLOBS] = store
+    app[SCANNER] = make_scanner(settings)
+    try:
+        yield
+    finally:
+        await store.close()
+
+
 async def _hub_ctx(app: web.Application) -> AsyncIterator[None]:
     # The Socket.IO server is attached in create_app (routes freeze at start-up); its services
     # and background work start here, once the bus and Redis are up.
@@ -149,7 +165,9 @@ def create_app(settings: Settings) -> web.Application:
     app[METRICS] = Metrics()
     app.on_response_prepare.append(middleware.add_response_headers)
     app[TRUSTED_PROXIES] = parse_networks(settings.trusted_proxies)
-    app.cleanup_ctx.extend([_database_ctx, _redis_ctx, _bus_ctx, _services_ctx, _hub_ctx])
+    app.cleanup_ctx.extend(
+        [_database_ctx, _redis_ctx, _bus_ctx, _storage_ctx, _services_ctx, _hub_ctx]
+    )
 
     hub = Hub(settings, keys=keys, registry=app[METRICS].registry)
     hub.attach(app)

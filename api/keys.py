@@ -19,6 +19,8 @@ from core.tokens import KeyRing
 from db.connection import Database
 from hub.push import WebPushSender
 from hub.server import Hub
+from storage.blobs import BlobStore
+from storage.scan import Scanner
 
 SETTINGS = web.AppKey("settings", Settings)
 KEYS = web.AppKey("keys", KeyRing)
@@ -32,6 +34,8 @@ LIMITER = web.AppKey("limiter", RateLimiter)
 IDENTITY = web.AppKey("identity", IdentityServices)
 SOCKETS = web.AppKey("sockets", socketio.AsyncServer)
 HUB = web.AppKey("hub", Hub)
+BLOBS = web.AppKey("blobs", BlobStore)
+SCANNER = web.AppKey("scanner", Scanner)
 PUSH = web.AppKey("push", WebPushSender)
 
 REQUEST_ID = web.RequestKey("request_id", str)  # set by the request-id middleware

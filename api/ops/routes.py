@@ -6,7 +6,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from api.auth import RateClass, public
-from api.keys import DATABASE, METRICS, REDIS
+from api.keys import DATABASE, METRICS, REDIS, SCANNER
 from api.metrics import CONTENT_TYPE
 from api.openapi import operation
 from api.ops.service import check_readiness
@@ -31,12 +31,16 @@ async def healthz(request: web.Request) -> web.Response:
 
 @public(rate=RateClass.NONE)
 @operation(
-    summary="Readiness: the database (and Redis when configured) answer",
+    summary="Readiness: the database (and Redis and clamd when configured) answer",
     tags=TAGS,
     responses={200: ReadinessBody, 503: ReadinessBody},
 )
 async def readyz(request: web.Request) -> web.Response:
-    readiness = await check_readiness(database=request.app[DATABASE], redis=request.app.get(REDIS))
+    readiness = await check_readiness(
+        database=request.app[DATABASE],
+        redis=request.app.get(REDIS),
+        scanner=request.app.get(SCANNER),
+    )
     body = ReadinessBody(status="ok" if readiness.ready else "unavailable", checks=readiness.checks)
     return web.json_response(body.model_dump(), status=200 if readiness.ready else 503)
 

@@ -12,6 +12,7 @@ from tortoise.exceptions import BaseORMException
 
 from core.logs import get_logger
 from db.connection import Database
+from storage.scan import NullScanner, Scanner
 
 log = get_logger(__name__)
 
@@ -38,9 +39,19 @@ async def _run(name: str, probe: Callable[[], Awaitable[object]]) -> tuple[str, 
     return name, "ok"
 
 
-async def check_readiness(*, database: Database, redis: Redis | None) -> Readiness:
+async def check_readiness(
+    *, database: Database, redis: Redis | None, scanner: Scanner | None = None
+) -> Readiness:
+    """The database always; Redis and clamd when this deployment uses them."""
     probes: list[tuple[str, Callable[[], Awaitable[object]]]] = [("database", database.ping)]
     if redis is not None:
         probes.append(("redis", redis.ping))
+    if scanner is not None and not isinstance(scanner, NullScanner):
+
+        async def clamd() -> None:
+            if not await scanner.ping():
+                raise OSError("clamd did not answer PING")
+
+        probes.append(("clamd", clamd))
     results = await asyncio.gather(*(_run(name, probe) for name, probe in probes))
     return Readiness(checks=dict(results))

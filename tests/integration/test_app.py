@@ -289,3 +289,33 @@ async def test_oversized_body_is_a_json_413(
     response = await client.post("/echo", data=b"x" * 4096)
     assert response.status == 413
     assert (await response.json())["error"]["code"] == "request_entity_too_large"
+
+
+async def test_readyz_checks_clamd_when_configured(
+    aiohttp_client: Any,
+    make_settings: SettingsFactory,
+    migrated_database_url: str,
+    unused_tcp_port: int,
+) -> None:
+    settings = make_settings(
+        database_url=migrated_database_url, clamd_url=f"tcp://127.0.0.1:{unused_tcp_port}"
+    )
+    client = await aiohttp_client(create_app(settings))
+    response = await client.get("/readyz")
+    assert response.status == 503
+    assert (await response.json())["checks"] == {"database": "ok", "clamd": "unavailable"}
+
+
+@pytest.mark.databases("sqlite")
+async def test_readyz_is_ok_with_a_live_clamd(
+    aiohttp_client: Any, make_settings: SettingsFactory, migrated_database_url: str, tmp_path: Any
+) -> None:
+    from tests.clamd import run_clamd
+
+    with run_clamd(tmp_path / "clamd") as clamd:
+        settings = make_settings(database_url=migrated_database_url, clamd_url=clamd.url)
+        client = await aiohttp_client(create_app(settings))
+        response = await client.get("/readyz")
+        assert response.status == 200
+        assert (await response.json())["checks"] == {"database": "ok", "clamd": "ok"}
+        await client.close()
