@@ -1,9 +1,10 @@
 """The notification router: after the inbox row and the in-app push, reach users elsewhere.
 
-It listens to `notification.created`. Online users have had the socket event (every node
+It listens to `notification.created`: online users have had the socket event (every node
 relays it to its own sockets); for a user who is not online it sends web push to each of their
 subscriptions. Every hub node hears the event, so a claim in Redis (SET NX) lets exactly one
-node route each notification. Email after a delay, preferences and quiet hours come with the
+node route each notification. On `notification.read` a push still waiting for a retry is
+cancelled. Email after a delay, preferences and quiet hours come with the
 rest of the notifications issue.
 """
 
@@ -17,6 +18,7 @@ from redis.asyncio import Redis
 
 from core.bus import Event
 from core.logs import get_logger
+from db.models.push import DeliveryAttempt, DeliveryStatus
 from hub.notify import NotificationView
 from hub.presence import PresenceStore
 from hub.push import WebPushSender
@@ -74,6 +76,23 @@ class NotificationRouter:
         self._presence = presence
         self._push = push
         self._claims = claims
+
+    async def on_read(self, event: Event) -> None:
+        """Read in any channel: a push still waiting for its retry is no longer wanted.
+        Every node may run this; the update is idempotent."""
+        ids = event.data.get("ids")
+        if not isinstance(ids, list) or not ids:
+            return
+        try:
+            wanted = [UUID(str(i)) for i in ids]
+        except ValueError:
+            log.warning("router.bad_event", event_id=event.id)
+            return
+        cancelled = await DeliveryAttempt.filter(
+            notification_id__in=wanted, status=DeliveryStatus.PENDING
+        ).update(status=DeliveryStatus.CANCELLED, last_error="read")
+        if cancelled:
+            log.info("router.cancelled", attempts=cancelled)
 
     async def on_created(self, event: Event) -> None:
         try:

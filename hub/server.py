@@ -117,6 +117,7 @@ class Hub:
             self._subscriptions.append(
                 await bus.subscribe("notification.created", router.on_created)
             )
+            self._subscriptions.append(await bus.subscribe("notification.read", router.on_read))
         self._spawn(self._heartbeat())
         self._spawn(self._sweep())
         self._started = True

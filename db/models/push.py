@@ -28,6 +28,7 @@ class DeliveryStatus(StrEnum):
     FAILED = "failed"  # refused for good (bad request, too large)
     GONE = "gone"  # the subscription no longer exists (404 or 410), now deleted
     DEAD = "dead"  # every allowed attempt failed
+    CANCELLED = "cancelled"  # read elsewhere before a retry was due
 
 
 class PushSubscription(Model):

@@ -3,6 +3,7 @@ online gets the socket event instead. Real app, real database, a loopback push s
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -11,6 +12,8 @@ from aiohttp.test_utils import TestClient
 from api.keys import KEYS
 from core.permissions import Role
 from core.settings import Settings
+from db.connection import open_database
+from db.models.push import DeliveryAttempt, DeliveryStatus
 from tests.fakes.push_service import FakePushService
 from tests.identity import sign_in
 from tests.sockets import HubClient
@@ -87,3 +90,47 @@ async def test_an_online_customer_is_not_pushed(
     finally:
         await socket.close()
     assert fake.received == []
+
+
+async def test_reading_the_notification_cancels_a_pending_push_retry(
+    client: Client, settings: Settings, aiohttp_server: Any
+) -> None:
+    assert client.app is not None
+    keys = client.app[KEYS]
+    customer = await sign_in(settings.database_url, keys)
+    agent = await sign_in(settings.database_url, keys, role=Role.EDITOR)
+    fake = await _push_service(client, aiohttp_server)
+    await client.post(
+        "/api/v1/push/subscriptions", json=fake.subscribe().json(), headers=customer.headers
+    )
+    fake.answer(429, retry_after="1")  # the first try is asked to come back in a second
+    opened = await (
+        await client.post("/api/v1/conversations", json={}, headers=customer.headers)
+    ).json()
+    await client.post(
+        f"/api/v1/conversations/{opened['conversation']['id']}/messages",
+        json={"client_msg_id": "r1", "body": "Answer"},
+        headers=agent.headers,
+    )
+    async with open_database(settings.database_url):
+        attempt = await _wait_for_attempt(DeliveryStatus.PENDING)
+    read = await client.post(
+        f"/api/v1/notifications/{attempt.notification_id}/read", headers=customer.headers
+    )
+    assert read.status == 200
+    async with open_database(settings.database_url):
+        cancelled = await _wait_for_attempt(DeliveryStatus.CANCELLED)
+    assert cancelled.id == attempt.id
+    await asyncio.sleep(1.5)  # past the retry's due time: nothing more may be sent
+    assert len(fake.requests) == 1
+    assert fake.received == []
+
+
+async def _wait_for_attempt(status: DeliveryStatus) -> DeliveryAttempt:
+    """The push and the cancel run in the app's background; look until the row says so."""
+    for _ in range(200):
+        row = await DeliveryAttempt.filter(status=status).first()
+        if row is not None and (status is not DeliveryStatus.PENDING or row.attempts >= 1):
+            return row
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"no delivery attempt became {status}")
