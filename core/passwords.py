@@ -91,3 +91,8 @@ def check_password_strength(password: str, *, user_inputs: Sequence[str] = ()) -
             f"{message}: {hint}" if hint else message,
             details={"field": "password", "score": result["score"]},
         )
+
+
+async def check_password_strength_async(password: str, *, user_inputs: Sequence[str] = ()) -> None:
+    """`check_password_strength` in a thread: zxcvbn is a few milliseconds of pure CPU."""
+    await asyncio.to_thread(check_password_strength, password, user_inputs=user_inputs)

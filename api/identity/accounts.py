@@ -24,7 +24,7 @@ from core.logs import get_logger
 from core.mail import MailDeliveryError, Mailer, OutgoingEmail
 from core.passwords import (
     burn_password_check,
-    check_password_strength,
+    check_password_strength_async,
     hash_password_async,
     needs_rehash,
     verify_password_async,
@@ -80,7 +80,7 @@ class AccountService:
         self, *, email: str, password: str, display_name: str, client: Client
     ) -> Account:
         address = normalize_email(email)
-        check_password_strength(password, user_inputs=[address, display_name])
+        await check_password_strength_async(password, user_inputs=[address, display_name])
         password_hash = await hash_password_async(password)
         token = new_opaque_token()
         try:
@@ -199,7 +199,7 @@ class AccountService:
 
     async def confirm_password_reset(self, *, token: str, password: str, client: Client) -> None:
         user = await self._peek(token, TokenPurpose.RESET_PASSWORD)
-        check_password_strength(password, user_inputs=[user.email, user.display_name])
+        await check_password_strength_async(password, user_inputs=[user.email, user.display_name])
         password_hash = await hash_password_async(password)
         async with in_transaction():
             user = await self._spend(token, TokenPurpose.RESET_PASSWORD)
@@ -265,7 +265,7 @@ class AccountService:
 async def create_superuser(*, email: str, password: str) -> Account:
     """For the command line: an operator's account, verified, with the top role."""
     address = normalize_email(email)
-    check_password_strength(password, user_inputs=[address])
+    await check_password_strength_async(password, user_inputs=[address])
     password_hash = await hash_password_async(password)
     try:
         user = await User.create(
