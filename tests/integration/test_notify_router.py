@@ -7,6 +7,7 @@ import asyncio
 import json
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient
 
 from api.keys import KEYS
@@ -15,7 +16,7 @@ from core.settings import Settings
 from db.connection import open_database
 from db.models.push import DeliveryAttempt, DeliveryStatus
 from tests.fakes.push_service import FakePushService
-from tests.identity import sign_in
+from tests.identity import SignedIn, sign_in
 from tests.sockets import HubClient
 
 Client = TestClient[Any, Any]
@@ -29,19 +30,28 @@ async def _push_service(client: Client, aiohttp_server: Any) -> FakePushService:
     return fake
 
 
-async def test_offline_customer_gets_a_web_push_for_a_staff_reply(
-    client: Client, settings: Settings, aiohttp_server: Any
-) -> None:
+Parties = tuple[SignedIn, SignedIn, FakePushService]
+
+
+@pytest.fixture
+async def parties(client: Client, settings: Settings, aiohttp_server: Any) -> Parties:
+    """A customer whose browser is subscribed to web push, an agent, the push service."""
     assert client.app is not None
     keys = client.app[KEYS]
     customer = await sign_in(settings.database_url, keys)
     agent = await sign_in(settings.database_url, keys, role=Role.EDITOR)
     fake = await _push_service(client, aiohttp_server)
-    browser = fake.subscribe()
     subscribed = await client.post(
-        "/api/v1/push/subscriptions", json=browser.json(), headers=customer.headers
+        "/api/v1/push/subscriptions", json=fake.subscribe().json(), headers=customer.headers
     )
     assert subscribed.status == 201
+    return customer, agent, fake
+
+
+async def test_offline_customer_gets_a_web_push_for_a_staff_reply(
+    client: Client, parties: Parties
+) -> None:
+    customer, agent, fake = parties
 
     opened = await (
         await client.post(
@@ -65,17 +75,8 @@ async def test_offline_customer_gets_a_web_push_for_a_staff_reply(
     assert push.headers["Topic"].startswith("conv-")
 
 
-async def test_an_online_customer_is_not_pushed(
-    client: Client, settings: Settings, aiohttp_server: Any
-) -> None:
-    assert client.app is not None
-    keys = client.app[KEYS]
-    customer = await sign_in(settings.database_url, keys)
-    agent = await sign_in(settings.database_url, keys, role=Role.EDITOR)
-    fake = await _push_service(client, aiohttp_server)
-    await client.post(
-        "/api/v1/push/subscriptions", json=fake.subscribe().json(), headers=customer.headers
-    )
+async def test_an_online_customer_is_not_pushed(client: Client, parties: Parties) -> None:
+    customer, agent, fake = parties
     socket = HubClient()
     try:
         await socket.connect(str(client.make_url("/")), customer.token)
@@ -93,16 +94,9 @@ async def test_an_online_customer_is_not_pushed(
 
 
 async def test_reading_the_notification_cancels_a_pending_push_retry(
-    client: Client, settings: Settings, aiohttp_server: Any
+    client: Client, settings: Settings, parties: Parties
 ) -> None:
-    assert client.app is not None
-    keys = client.app[KEYS]
-    customer = await sign_in(settings.database_url, keys)
-    agent = await sign_in(settings.database_url, keys, role=Role.EDITOR)
-    fake = await _push_service(client, aiohttp_server)
-    await client.post(
-        "/api/v1/push/subscriptions", json=fake.subscribe().json(), headers=customer.headers
-    )
+    customer, agent, fake = parties
     fake.answer(429, retry_after="1")  # the first try is asked to come back in a second
     opened = await (
         await client.post("/api/v1/conversations", json={}, headers=customer.headers)
