@@ -154,6 +154,27 @@ class Settings(BaseSettings):
     render_time_limit: int = Field(
         330, ge=2, description="Seconds after which a render's worker process is killed"
     )
+    # Files (tus uploads, scanning, share links).
+    upload_max_bytes: int = Field(
+        500 * 1024 * 1024, ge=1, description="Largest upload (tus Upload-Length and on the wire)"
+    )
+    upload_temp_budget_bytes: int = Field(
+        4 * 1024 * 1024 * 1024,
+        ge=1,
+        description="Temporary disk all unfinished uploads may hold together",
+    )
+    upload_expiry_seconds: int = Field(
+        86_400, ge=60, description="An unfinished upload is removed this long after its last byte"
+    )
+    scan_retry_seconds: float = Field(
+        30.0, gt=0, description="First wait before a scan is retried while clamd is unreachable"
+    )
+    render_workers: int = Field(
+        2, ge=1, le=64, description="Local render processes in embedded mode (no REDIS_URL)"
+    )
+    render_egl_device: int = Field(
+        0, ge=0, description="EGL device index VTK renders on (the GPU, or Mesa on the CPU)"
+    )
     shutdown_timeout: float = Field(
         3.0, ge=0, description="Seconds `serve` waits for open connections at shutdown"
     )

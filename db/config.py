@@ -7,7 +7,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 APP_LABEL = "models"
-MODEL_MODULES = ["db.models.identity", "db.models.chat", "db.models.push"]
+MODEL_MODULES = [
+    "db.models.identity",
+    "db.models.chat",
+    "db.models.push",
+    "db.models.files",
+    "db.models.render",
+]
 MIGRATIONS_MODULE = "db.migrations"
 
 
