@@ -29,6 +29,9 @@ EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 HASH_SIGNATURE = "Eicar-Test-Signature"  # .hdb: the stream is exactly EICAR
 BODY_SIGNATURE = "Eicar-Test-Signature-Body"  # .ndb: EICAR anywhere in the stream
 READY_LINE = b"Listening daemon"
+# Above the largest upload (UPLOAD_MAX_BYTES, 500 MiB by default), as in docker/clamd.conf:
+# a file the service accepts is never too long for clamd.
+DEFAULT_STREAM_MAX_LENGTH = 1024 * 1024 * 1024
 
 
 def require_clamd() -> str:
@@ -118,7 +121,7 @@ def _keep_reading(stream: IO[bytes], log: list[str]) -> None:
 def run_clamd(
     workdir: Path,
     *,
-    stream_max_length: int = 256 * 1024 * 1024,
+    stream_max_length: int = DEFAULT_STREAM_MAX_LENGTH,
     body_signature: bool = True,
     startup_timeout: float = 60.0,
 ) -> Iterator[ClamdServer]:

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 from urllib.parse import quote
 
 KEY_PATTERN = re.compile(r"[0-9a-f]{64}")
@@ -52,13 +52,18 @@ class StoredBlob:
 class UploadHandle:
     """An upload in progress. Backends subclass it with their own state; callers read `size`
     (the offset the next piece starts at) and `upload_id`. A handle lives in this process
-    (its sha256 state cannot be saved), and its pieces must be appended one at a time."""
+    (its sha256 state cannot be saved), and its pieces must be appended one at a time.
+
+    `export_state` gives what another process needs to go on with it (`resume_upload`);
+    `digest_valid` is False when a resumed handle could not rebuild the running sha256 (S3:
+    the bytes already sent as parts), so `complete` hashes the assembled object instead."""
 
     upload_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     size: int = 0
     closed: bool = False
     digest: hashlib._Hash = field(default_factory=hashlib.sha256, repr=False)
     pending: bytearray = field(default_factory=bytearray, repr=False)
+    digest_valid: bool = True
 
 
 def check_key(key: str) -> str:
@@ -149,6 +154,23 @@ class BlobStore(abc.ABC):
     async def _write(self, handle: UploadHandle, data: bytearray) -> None:
         """Persist a batch of an upload's bytes and feed them to `handle.digest` (in a thread:
         hashlib releases the GIL on large buffers)."""
+
+    @abc.abstractmethod
+    def export_state(self, handle: UploadHandle) -> dict[str, Any]:
+        """What `resume_upload` needs to go on with this upload in another process (after a
+        restart): a JSON-able dict. Valid between appends (nothing pending)."""
+
+    @abc.abstractmethod
+    async def resume_upload(self, state: dict[str, Any]) -> UploadHandle:
+        """A handle for an upload another process (or an earlier run) began, from its
+        `export_state`. Its `size` is the number of bytes durably there, which may exceed what
+        the caller last recorded (bytes that arrived just before a crash). Raises
+        `UploadClosedError` when nothing of the upload is left."""
+
+    @abc.abstractmethod
+    async def discard_upload(self, state: dict[str, Any]) -> None:
+        """Drop an upload known only by its exported state (expiry of an upload no process
+        holds): what `abort` does, without resuming it first. Safe to call twice."""
 
     @abc.abstractmethod
     async def complete(self, handle: UploadHandle) -> StoredBlob:

@@ -5,13 +5,16 @@ see a partial blob. All file I/O runs in worker threads."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
+import re
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from storage.blobs.base import (
+    BATCH_SIZE,
     READ_SIZE,
     BlobNotFoundError,
     BlobStore,
@@ -22,6 +25,7 @@ from storage.blobs.base import (
 )
 
 UPLOADS_DIR = ".uploads"
+_UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
 
 
 @dataclass(eq=False)
@@ -62,6 +66,30 @@ class LocalBlobStore(BlobStore):
         with handle.path.open("ab") as file:
             file.write(data)
         handle.digest.update(data)
+
+    def export_state(self, handle: UploadHandle) -> dict[str, Any]:
+        upload = self._own(handle)
+        return {"upload_id": upload.upload_id, "size": upload.size}
+
+    def _temp_path(self, state: dict[str, Any]) -> Path:
+        upload_id = str(state.get("upload_id", ""))
+        if not _UPLOAD_ID.fullmatch(upload_id):
+            raise UploadClosedError(f"not an upload id: {upload_id!r}")
+        return self.uploads / upload_id
+
+    async def resume_upload(self, state: dict[str, Any]) -> LocalUpload:
+        """The temp file as it is: its size is the offset, its bytes are hashed again (in a
+        thread) to rebuild the running sha256."""
+        path = self._temp_path(state)
+        handle = LocalUpload(upload_id=path.name, path=path)
+        try:
+            handle.size = await asyncio.to_thread(_hash_file, path, handle.digest)
+        except FileNotFoundError:
+            raise UploadClosedError(f"upload {path.name} has no bytes left") from None
+        return handle
+
+    async def discard_upload(self, state: dict[str, Any]) -> None:
+        await asyncio.to_thread(self._temp_path(state).unlink, missing_ok=True)
 
     async def complete(self, handle: UploadHandle) -> StoredBlob:
         upload = self._own(handle)
@@ -117,6 +145,15 @@ async def _read_chunks(file: BinaryIO) -> AsyncGenerator[bytes, None]:
             yield chunk
     finally:
         file.close()
+
+
+def _hash_file(path: Path, digest: hashlib._Hash) -> int:
+    size = 0
+    with path.open("rb") as file:
+        while block := file.read(BATCH_SIZE):
+            digest.update(block)
+            size += len(block)
+    return size
 
 
 def _fsync_dir(path: Path) -> None:

@@ -1,0 +1,120 @@
+"""Memory of a big tus upload: one file (500 MB by default) sent over loopback to a hub, then
+the hub's peak RSS (VmHWM in /proc/<pid>/status) and the throughput are printed.
+
+    python -m bench.tus_memory                      # starts `ideinstein serve` (embedded mode)
+    python -m bench.tus_memory --size-mb 100
+    python -m bench.tus_memory --url http://127.0.0.1:8000 --token ACCESS_JWT --pid 1234
+
+The body is plain text made on the fly (accepted as a `text` file, which nothing renders), sent
+as one streamed PATCH (what tus-js-client does by default) or in --chunk-mb pieces. The server
+must hold it in bounded memory: its peak RSS should not grow with the size of the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+
+from bench.harness import _status_kib, hub_accounts, running_hub
+
+MB = 1024 * 1024
+LINE = b"IdEinstein tus memory benchmark: plain text, line after line, nothing to render.\n"
+BLOCK = LINE * (MB // len(LINE)) + LINE[: MB % len(LINE)]  # exactly 1 MiB
+
+
+async def _body(start: int, end: int) -> AsyncIterator[bytes]:
+    position = start
+    while position < end:
+        offset = position % MB
+        piece = BLOCK[offset : offset + min(MB - offset, end - position)]
+        position += len(piece)
+        yield piece
+
+
+async def upload(url: str, token: str, size: int, chunk: int) -> tuple[float, int, str]:
+    """Create and send the upload; returns (seconds, final status, X-File-Id)."""
+    name = base64.b64encode(b"tus-memory.txt").decode()
+    kind = base64.b64encode(b"text/plain").decode()
+    headers = {"Authorization": f"Bearer {token}", "Tus-Resumable": "1.0.0"}
+    timeout = aiohttp.ClientTimeout(total=None, sock_read=600)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        async with session.post(
+            f"{url}/api/v1/uploads/",
+            headers={
+                **headers,
+                "Upload-Length": str(size),
+                "Upload-Metadata": f"filename {name},filetype {kind}",
+            },
+        ) as created:
+            if created.status != 201:
+                raise SystemExit(f"creation refused: {created.status} {await created.text()}")
+            location = created.headers["Location"]
+        started = time.perf_counter()
+        offset, status, file_id = 0, 0, ""
+        while offset < size:
+            end = min(size, offset + chunk)
+            async with session.patch(
+                url + location,
+                data=_body(offset, end),
+                headers={
+                    **headers,
+                    "Upload-Offset": str(offset),
+                    "Content-Type": "application/offset+octet-stream",
+                },
+            ) as response:
+                status = response.status
+                if status != 204:
+                    raise SystemExit(f"PATCH refused: {status} {await response.text()}")
+                offset = int(response.headers["Upload-Offset"])
+                file_id = response.headers.get("X-File-Id", "")
+        return time.perf_counter() - started, status, file_id
+
+
+def report(size: int, seconds: float, pid: int, before_kib: int, file_id: str) -> None:
+    peak_kib = _status_kib(pid, "VmHWM")
+    rss_kib = _status_kib(pid, "VmRSS")
+    print(f"uploaded          {size / MB:.0f} MiB in {seconds:.2f} s")
+    print(f"throughput        {size / MB / seconds:.1f} MiB/s")
+    print(f"server RSS before {before_kib / 1024:.1f} MiB")
+    print(f"server RSS after  {rss_kib / 1024:.1f} MiB")
+    print(f"server peak RSS   {peak_kib / 1024:.1f} MiB (VmHWM)")
+    print(f"file              {file_id or '(none)'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--url", help="a running hub (else one is started)")
+    parser.add_argument("--token", help="an access token for --url")
+    parser.add_argument("--pid", type=int, help="the process id of the hub at --url")
+    parser.add_argument("--size-mb", type=int, default=500)
+    parser.add_argument("--chunk-mb", type=int, default=0, help="PATCH size (0: one PATCH)")
+    args = parser.parse_args()
+    size = args.size_mb * MB
+    chunk = args.chunk_mb * MB or size
+    if args.url:
+        if not (args.token and args.pid):
+            parser.error("--url needs --token and --pid")
+        before = _status_kib(args.pid, "VmRSS")
+        seconds, _, file_id = asyncio.run(upload(args.url.rstrip("/"), args.token, size, chunk))
+        report(size, seconds, args.pid, before, file_id)
+        return
+    with tempfile.TemporaryDirectory(prefix="tus-memory-") as tmp:
+        workdir = Path(tmp)
+        env = {"UPLOAD_MAX_BYTES": str(max(size, 500 * MB))}
+        with running_hub(workdir, env=env) as (proc, port):
+            token = hub_accounts(workdir, port).customer_token
+            before = proc.rss_kib()
+            url = f"http://127.0.0.1:{port}"
+            seconds, _, file_id = asyncio.run(upload(url, token, size, chunk))
+            report(size, seconds, proc.pid, before, file_id)
+
+
+if __name__ == "__main__":
+    main()
