@@ -14,10 +14,12 @@ from core.errors import ConfigError
 from core.settings import Settings
 
 RENDER_QUEUE = "render"
-TASK_MODULES: list[str] = []  # the render farm's task modules register here
+RENDER_TASK = "render_farm.render_job"
 
 
 def create_celery(settings: Settings) -> Celery:
+    """The Celery app. The hub only sends tasks (by name); a worker adds the render task with
+    `render_farm.tasks.register_tasks` once its start-up probe has chosen a backend."""
     if settings.redis_url is None:
         raise ConfigError(
             "REDIS_URL: the Celery worker needs Redis as its broker "
@@ -26,7 +28,6 @@ def create_celery(settings: Settings) -> Celery:
         )
     app = Celery("ideinstein", broker=settings.redis_url, set_as_current=False)
     app.conf.update(
-        include=TASK_MODULES,
         task_default_queue=RENDER_QUEUE,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
