@@ -8,6 +8,7 @@ idempotent on (sender, client_msg_id): a retried send returns the stored message
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -31,9 +32,12 @@ from db.models.chat import (
     MessageKind,
     ReadState,
 )
+from db.models.files import File, FileGrant
 from db.models.identity import User
+from storage.file_access import readable_file_ids
 
 HISTORY_LIMIT = 100
+MAX_ATTACHMENTS = 10
 SYNC_LIMIT = 500
 
 
@@ -212,8 +216,11 @@ class ChatService:
         conversation_id: UUID,
         client_msg_id: str,
         body: str,
-        attachments: list[dict[str, Any]] | None = None,
+        attachments: Sequence[UUID] = (),
     ) -> Sent:
+        """Store and number a message. `attachments` are ids of files the sender may read;
+        the message keeps a snapshot of each (name, size, type, version), and the customer
+        of the conversation is granted read access to files that are not theirs."""
         self._check_body(body)
         await self.conversation_for(principal, conversation_id)
         existing = await self._by_client_id(conversation_id, principal.user_id, client_msg_id)
@@ -224,13 +231,15 @@ class ChatService:
                 conversation=ConversationView.of(conversation),
                 created=False,
             )
+        files = await self._attachable(principal, attachments)
         try:
             sent = await self._insert(
                 conversation_id=conversation_id,
                 sender=principal,
                 client_msg_id=client_msg_id,
                 body=body,
-                attachments=attachments or [],
+                attachments=[_attachment(f) for f in files],
+                shared_files=files,
             )
         except IntegrityError:
             # The same client_msg_id raced in through another connection or node.
@@ -257,6 +266,23 @@ class ChatService:
         )
         return sent
 
+    async def _attachable(self, principal: Principal, file_ids: Sequence[UUID]) -> list[File]:
+        """The files behind `file_ids`, in order, if the sender may read every one of them;
+        otherwise `attachment_not_found` naming the others (nothing is written)."""
+        wanted = list(dict.fromkeys(file_ids))
+        if len(wanted) > MAX_ATTACHMENTS:
+            raise ValidationFailed(
+                "too_many_attachments", f"At most {MAX_ATTACHMENTS} attachments per message"
+            )
+        if not wanted:
+            return []
+        readable = await readable_file_ids(principal, wanted)
+        missing = [str(i) for i in wanted if i not in readable]
+        if missing:
+            raise NotFound("attachment_not_found", "No such file", details={"file_ids": missing})
+        rows = {f.id: f for f in await File.filter(id__in=wanted)}
+        return [rows[i] for i in wanted]
+
     async def _by_client_id(
         self, conversation_id: UUID, sender_id: UUID, client_msg_id: str
     ) -> Message | None:
@@ -273,6 +299,7 @@ class ChatService:
         body: str,
         attachments: list[dict[str, Any]],
         kind: MessageKind = MessageKind.TEXT,
+        shared_files: Sequence[File] = (),
     ) -> Sent:
         now = utcnow()
         reopened = False
@@ -298,6 +325,14 @@ class ChatService:
                 body=body,
                 attachments=attachments,
             )
+            customer_id = conversation.customer_id  # type: ignore[attr-defined]
+            for file in shared_files:
+                if file.owner_id != customer_id:  # type: ignore[attr-defined]
+                    await FileGrant.get_or_create(
+                        file_id=file.id,
+                        user_id=customer_id,
+                        defaults={"granted_by_id": sender.user_id if sender else None},
+                    )
         return Sent(
             message=MessageView.of(row),
             conversation=ConversationView.of(conversation),
@@ -470,3 +505,15 @@ class ChatService:
         if query:
             rows = rows.filter(Q(shortcut__icontains=query) | Q(title__icontains=query))
         return await rows.order_by("shortcut").limit(50)
+
+
+def _attachment(file: File) -> dict[str, Any]:
+    """What a message keeps of an attached file: enough to show it without a lookup."""
+    return {
+        "file_id": str(file.id),
+        "name": file.name,
+        "size": file.size,
+        "mime_type": file.mime_type,
+        "kind": file.kind,
+        "version": file.current_version,
+    }

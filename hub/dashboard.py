@@ -18,6 +18,7 @@ DASHBOARD_TYPES: dict[str, Permission] = {
     "order.paid": Permission.ORDERS_READ_ANY,
     "order.refunded": Permission.ORDERS_READ_ANY,
     "file.uploaded": Permission.FILES_READ_ANY,
+    "file.scanned": Permission.FILES_READ_ANY,
     "render.progress": Permission.DASHBOARD_READ,
     "render.completed": Permission.DASHBOARD_READ,
     "render.failed": Permission.DASHBOARD_READ,

@@ -51,11 +51,15 @@ class OpenPayload(Payload):
     subject: str = Field(default="", max_length=200)
 
 
+class AttachmentRef(Payload):
+    file_id: uuid.UUID
+
+
 class SendPayload(Payload):
     conversation_id: uuid.UUID
     client_msg_id: str = Field(min_length=1, max_length=64)
     body: str
-    attachments: list[dict[str, str]] = Field(default_factory=list, max_length=10)
+    attachments: list[AttachmentRef] = Field(default_factory=list, max_length=10)
 
 
 class TypingPayload(Payload):
@@ -130,6 +134,7 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
             "sync": self.sync,
             "notifications:ack": self.notifications_ack,
             "presence:set": self.presence_set,
+            "presence:list": self.presence_list,
             "subscribe": self.subscribe,
             "unsubscribe": self.unsubscribe,
             "dashboard:follow": self.dashboard_follow,
@@ -218,7 +223,7 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
             conversation_id=body.conversation_id,
             client_msg_id=body.client_msg_id,
             body=body.body,
-            attachments=[dict(a) for a in body.attachments],
+            attachments=[a.file_id for a in body.attachments],
         )
         if sent.created:
             await self.hub.deliver(sent)
@@ -336,9 +341,17 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
     ) -> dict[str, Any]:
         body = parse(AckPayload, payload)
         count = await self.hub.inbox.mark_delivered(user_id=principal.user_id, ids=body.ids)
+        if count:
+            await self.hub.announce_unread(principal.user_id)
         return ok(delivered=count)
 
     # -- presence ----------------------------------------------------------------------------
+
+    async def presence_list(self, sid: str, principal: Principal, payload: Any) -> dict[str, Any]:
+        """Staff: who is online right now (the dashboard's starting point)."""
+        if not principal.is_staff:
+            raise Forbidden("staff_only", "Only staff see who is online")
+        return ok(users=await self.hub.presence_snapshot())
 
     async def presence_set(self, sid: str, principal: Principal, payload: Any) -> dict[str, Any]:
         body = parse(PresencePayload, payload)

@@ -75,6 +75,10 @@ class PresenceStore(abc.ABC):
     @abc.abstractmethod
     async def get(self, user_id: str) -> PresenceState: ...
 
+    @abc.abstractmethod
+    async def online_users(self, limit: int) -> list[str]:
+        """Up to `limit` users online now (within their grace period included)."""
+
 
 class MemoryPresenceStore(PresenceStore):
     """Embedded mode: one process, same rules."""
@@ -124,6 +128,9 @@ class MemoryPresenceStore(PresenceStore):
             user_id, (Status.ONLINE, Activity.ACTIVE)
         )
         self._choice[user_id] = (status or current_status, activity or current_activity)
+
+    async def online_users(self, limit: int) -> list[str]:
+        return list(self._online)[:limit]
 
     async def get(self, user_id: str) -> PresenceState:
         status, activity = self._choice.get(user_id, (Status.ONLINE, Activity.ACTIVE))
@@ -222,6 +229,10 @@ class RedisPresenceStore(PresenceStore):
             mapping["activity"] = activity.value
         if mapping:
             await self._redis.hset(self._choice(user_id), mapping=cast(Any, mapping))
+
+    async def online_users(self, limit: int) -> list[str]:
+        users = cast(list[bytes], await self._redis.zrange(self._online, 0, limit - 1))
+        return [u.decode() for u in users]
 
     async def get(self, user_id: str) -> PresenceState:
         pipe = self._redis.pipeline(transaction=False)

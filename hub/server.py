@@ -27,17 +27,30 @@ from core.permissions import STAFF_ROLES
 from core.principal import Principal
 from core.settings import Settings
 from core.tokens import KeyRing
-from db.models.chat import Conversation
+from db.models.chat import Conversation, Notification
 from db.models.identity import User
 from hub.chat import ChatService, ConversationView, Sent
 from hub.dashboard import DASHBOARD_TYPES
+from hub.email.queue import EmailQueue
 from hub.gateway import Gateway, refuse
 from hub.metrics import HubMetrics
 from hub.notify import Inbox
+from hub.preferences import Channel, load_preferences
 from hub.presence import Activity, PresenceState, PresenceStore, Status, create_presence_store
 from hub.push import WebPushSender
-from hub.rooms import STAFF, conversation_room, dashboard_room, user_room
+from hub.rooms import STAFF, conversation_room, dashboard_room, file_room, user_room
 from hub.router import NotificationRouter, create_claims
+from storage.file_access import check_can_read
+
+# Bus events relayed to the `file:<id>` room, and the socket event each becomes.
+FILE_ROOM_EVENTS: dict[str, str] = {
+    "file.scanned": "file:scanned",
+    "render.progress": "render:progress",
+    "render.completed": "render:completed",
+    "render.failed": "render:failed",
+}
+
+PRESENCE_LIST_LIMIT = 500
 
 log = get_logger(__name__)
 
@@ -95,7 +108,12 @@ class Hub:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(
-        self, *, bus: EventBus, redis: Redis | None, push: WebPushSender | None = None
+        self,
+        *,
+        bus: EventBus,
+        redis: Redis | None,
+        push: WebPushSender | None = None,
+        email: EmailQueue | None = None,
     ) -> None:
         self.bus = bus
         self.chat = ChatService(bus=bus, max_body=self.settings.chat_max_body_chars)
@@ -108,11 +126,16 @@ class Hub:
         self._subscriptions.append(
             await bus.subscribe("notification.created", self._push_notification)
         )
+        for event_type in ("notification.created", "notification.read"):
+            self._subscriptions.append(await bus.subscribe(event_type, self._relay_unread))
+        for event_type in FILE_ROOM_EVENTS:
+            self._subscriptions.append(await bus.subscribe(event_type, self._relay_file))
         if push is not None:
             router = NotificationRouter(
                 presence=self.presence,
                 push=push,
                 claims=create_claims(redis=redis, prefix=self.settings.redis_prefix),
+                email=email,
             )
             self._subscriptions.append(
                 await bus.subscribe("notification.created", router.on_created)
@@ -212,6 +235,26 @@ class Hub:
         await self.presence.set_choice(str(principal.user_id), status=status, activity=activity)
         return await self.announce_presence(principal.user_id)
 
+    async def presence_snapshot(self, limit: int = PRESENCE_LIST_LIMIT) -> list[dict[str, Any]]:
+        """Who is online now (staff and customers), for a staff console that just connected;
+        later changes arrive as `presence` events."""
+        ids = await self.presence.online_users(limit)
+        users = {
+            str(u.id): u for u in await User.filter(id__in=[UUID(i) for i in ids], is_active=True)
+        }
+        snapshot = []
+        for user_id in ids:
+            user = users.get(user_id)
+            if user is None:
+                continue
+            state = await self.presence.get(user_id)
+            if not state.online:
+                continue
+            snapshot.append(
+                {**state.wire(), "display_name": user.display_name, "role": user.role.value}
+            )
+        return snapshot
+
     async def online_staff(self) -> list[UUID]:
         staff = cast(
             list[UUID],
@@ -279,8 +322,18 @@ class Hub:
         """A conversation waiting for someone: staff consoles update their queue."""
         await self.gateway.emit_room("chat:conversation", view.wire(), room=STAFF)
 
-    async def authorize_file_room(self, principal: Principal, file_id: str) -> None:
-        raise NotFound("unknown_room", "No such room")  # files arrive with the files issue
+    async def authorize_file_room(self, principal: Principal, file_id: str) -> UUID:
+        """The file's room is open to whoever may read the file (owner, grantees, staff with
+        `files:read_any`); to anyone else it does not exist."""
+        try:
+            ident = UUID(file_id)
+        except ValueError:
+            raise NotFound("unknown_room", "No such room") from None
+        try:
+            await check_can_read(principal, ident)
+        except NotFound:
+            raise NotFound("unknown_room", "No such room") from None
+        return ident
 
     # -- relays from the bus (each node to its own sockets) -----------------------------------
 
@@ -294,12 +347,63 @@ class Hub:
         )
         self.metrics.events_out.labels("dashboard:event").inc()
 
+    async def _relay_file(self, event: Event) -> None:
+        """Scan results and render progress to the sockets watching the file."""
+        file_id = event.data.get("file_id")
+        if not isinstance(file_id, str):
+            return
+        name = FILE_ROOM_EVENTS[event.type]
+        await self.sio.manager.emit(
+            name, event.data, namespace="/", room=file_room(file_id), ignore_queue=True
+        )
+        self.metrics.events_out.labels(name).inc()
+
     async def _push_notification(self, event: Event) -> None:
         user_id = event.data.get("user_id")
         if not isinstance(user_id, str):
             return
+        if not self.local_sids(UUID(user_id)):
+            return  # nobody of theirs on this node
+        preferences = await load_preferences(UUID(user_id))
+        if not preferences.allows(str(event.data.get("type", "")), Channel.IN_APP):
+            return  # stored in the inbox (sync replays it), but no live event
         payload = {k: v for k, v in event.data.items() if k != "user_id"}
         await self.sio.manager.emit(
             "notification", payload, namespace="/", room=user_room(user_id), ignore_queue=True
         )
         self.metrics.events_out.labels("notification").inc()
+
+    # -- the live unread count ---------------------------------------------------------------
+
+    async def unread_count(self, user_id: UUID) -> int:
+        count: int = await Notification.filter(user_id=user_id, read_at__isnull=True).count()
+        return count
+
+    async def _relay_unread(self, event: Event) -> None:
+        """After a notification is created or read: `notifications:unread {count}` to the
+        user's sockets on this node (every node hears the event)."""
+        user_id = event.data.get("user_id")
+        if not isinstance(user_id, str):
+            return
+        try:
+            ident = UUID(user_id)
+        except ValueError:
+            return
+        if not self.local_sids(ident):
+            return
+        count = await self.unread_count(ident)
+        await self.sio.manager.emit(
+            "notifications:unread",
+            {"count": count},
+            namespace="/",
+            room=user_room(ident),
+            ignore_queue=True,
+        )
+        self.metrics.events_out.labels("notifications:unread").inc()
+
+    async def announce_unread(self, user_id: UUID) -> None:
+        """The count to all of the user's sockets, on every node (after a delivery ack)."""
+        count = await self.unread_count(user_id)
+        await self.gateway.emit_room(
+            "notifications:unread", {"count": count}, room=user_room(user_id)
+        )

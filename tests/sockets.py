@@ -19,6 +19,9 @@ SERVER_EVENTS = (
     "notification",
     "dashboard:event",
     "render:progress",
+    "render:completed",
+    "render:failed",
+    "file:scanned",
 )
 
 

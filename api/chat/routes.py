@@ -34,10 +34,16 @@ class OpenRequest(Strict):
     client_msg_id: str | None = Field(default=None, max_length=64)
 
 
+class AttachmentRef(Strict):
+    file_id: UUID
+
+
 class SendRequest(Strict):
     client_msg_id: str = Field(min_length=1, max_length=64)
     body: str
-    attachments: list[dict[str, str]] = Field(default_factory=list, max_length=10)
+    attachments: list[AttachmentRef] = Field(
+        default_factory=list, max_length=10, description="Files the sender may read"
+    )
 
 
 class HistoryQuery(BaseModel):
@@ -207,7 +213,7 @@ async def send(request: web.Request) -> web.Response:
         conversation_id=_conversation_id(request),
         client_msg_id=body.client_msg_id,
         body=body.body,
-        attachments=[dict(a) for a in body.attachments],
+        attachments=[a.file_id for a in body.attachments],
     )
     if sent.created:
         await hub.deliver(sent)

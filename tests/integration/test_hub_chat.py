@@ -399,3 +399,22 @@ async def test_rows_are_written_before_anyone_is_told(people: People, server: Te
         assert [m.body for m in await Message.filter(conversation_id=conversation_id)] == [
             "durable"
         ]
+
+
+async def test_staff_get_a_snapshot_of_who_is_online(people: People) -> None:
+    customer_account = await people.account()
+    await people.connect(customer_account)
+    agent_account = await people.account(Role.EDITOR)
+    agent = await people.connect(agent_account)
+    await agent.call("presence:set", {"status": "away"})
+
+    ack = await agent.call("presence:list", {})
+
+    assert ack["ok"] is True
+    by_id = {u["user_id"]: u for u in ack["users"]}
+    assert by_id[str(customer_account.user_id)]["role"] == "customer"
+    assert by_id[str(customer_account.user_id)]["online"] is True
+    assert by_id[str(agent_account.user_id)]["status"] == "away"
+    customer = await people.connect(await people.account())
+    refused = await customer.call("presence:list", {})
+    assert refused["error"]["code"] == "staff_only"

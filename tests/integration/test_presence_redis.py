@@ -55,6 +55,7 @@ async def test_choices_and_key_prefix(redis: Redis, redis_prefix: str) -> None:
         "status": "away",
         "activity": "idle",
     }
+    assert await store.online_users(10) == ["staff"]
     keys = sorted([k.decode() async for k in redis.scan_iter(match=f"{redis_prefix}*")])
     assert keys == [
         f"{redis_prefix}presence:choice:staff",
