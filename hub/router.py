@@ -3,9 +3,13 @@
 It listens to `notification.created`: online users have had the socket event (every node
 relays it to its own sockets); for a user who is not online it sends web push to each of their
 subscriptions. Every hub node hears the event, so a claim in Redis (SET NX) lets exactly one
-node route each notification. On `notification.read` a push still waiting for a retry is
-cancelled. Email after a delay, preferences and quiet hours come with the
-rest of the notifications issue.
+node route each notification. On `notification.read` a push still waiting for a retry, and a
+notification mail still waiting for its delay, are cancelled.
+
+The user's preferences decide (hub.preferences): a channel switched off for the type is not
+used; during quiet hours web push is skipped and the mail waits for their end. The mail is a
+`DeliveryAttempt` (channel `email`) due after NOTIFICATION_EMAIL_DELAY_SECONDS, which the
+mail queue (hub.email.queue) picks up when due, if the notification is still unread.
 """
 
 from __future__ import annotations
@@ -17,9 +21,12 @@ from uuid import UUID
 from redis.asyncio import Redis
 
 from core.bus import Event
+from core.clock import utcnow
 from core.logs import get_logger
 from db.models.push import DeliveryAttempt, DeliveryStatus
+from hub.email.queue import EmailQueue
 from hub.notify import NotificationView
+from hub.preferences import Channel, load_preferences
 from hub.presence import PresenceStore
 from hub.push import WebPushSender
 
@@ -72,10 +79,18 @@ def notification_from_event(event: Event) -> NotificationView:
 
 
 class NotificationRouter:
-    def __init__(self, *, presence: PresenceStore, push: WebPushSender, claims: Claims) -> None:
+    def __init__(
+        self,
+        *,
+        presence: PresenceStore,
+        push: WebPushSender,
+        claims: Claims,
+        email: EmailQueue | None = None,
+    ) -> None:
         self._presence = presence
         self._push = push
         self._claims = claims
+        self._email = email
 
     async def on_read(self, event: Event) -> None:
         """Read in any channel: a push still waiting for its retry is no longer wanted.
@@ -104,5 +119,18 @@ class NotificationRouter:
             return  # another node routes this one
         if (await self._presence.get(str(view.user_id))).online:
             return  # the socket event reached them
-        outcomes = await self._push.send_to_user(view.user_id, view)
-        log.info("router.pushed", notification=str(view.id), subscriptions=len(outcomes))
+        preferences = await load_preferences(view.user_id)
+        if not preferences.allows(view.type, Channel.WEB_PUSH):
+            log.info("router.push_off", notification=str(view.id))
+        elif preferences.quiet_until(utcnow()) is not None:
+            log.info("router.push_quiet", notification=str(view.id))
+        else:
+            outcomes = await self._push.send_to_user(view.user_id, view)
+            log.info("router.pushed", notification=str(view.id), subscriptions=len(outcomes))
+        if self._email is not None and preferences.allows(view.type, Channel.EMAIL):
+            attempt = await self._email.schedule_notification(view, preferences)
+            log.info(
+                "router.mail_scheduled",
+                notification=str(view.id),
+                due=attempt.next_attempt_at.isoformat() if attempt.next_attempt_at else None,
+            )

@@ -1,0 +1,1 @@
+"""Email: templates, composition, DKIM, the persistent send queue, tracking, suppression."""
