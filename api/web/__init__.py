@@ -1,0 +1,1 @@
+"""The built web pages (portal at `/`, staff dashboard at `/dashboard`), served as static files."""
