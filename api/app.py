@@ -15,6 +15,14 @@ from api import middleware
 from api.auth import auth_middleware
 from api.chat import routes as chat_routes
 from api.client_ip import parse_networks
+from api.commerce import routes as commerce_routes
+from api.commerce.setup import commerce_ctx
+from api.files import documents as file_routes
+from api.files import renders as render_routes
+from api.files import shares as share_routes
+from api.files.scanning import scan_worker_ctx
+from api.files.uploads import add_routes as add_upload_routes
+from api.files.uploads import uploads_ctx
 from api.identity import routes as identity_routes
 from api.identity.oidc import provider_configs
 from api.identity.services import build_identity
@@ -22,6 +30,7 @@ from api.keys import (
     BLOBS,
     BUS,
     DATABASE,
+    EMAIL,
     HUB,
     IDENTITY,
     KEYS,
@@ -36,17 +45,20 @@ from api.keys import (
     TRUSTED_PROXIES,
 )
 from api.metrics import Metrics
+from api.notifications import email_routes, preference_routes
 from api.notifications import routes as notification_routes
 from api.openapi import setup_openapi
 from api.ops import routes as ops_routes
+from api.web import routes as web_routes
 from core.bus import create_bus
 from core.logs import get_logger
-from core.mail import create_mailer
 from core.rate_limit import create_rate_limiter
 from core.redis_client import open_redis
 from core.secret_key import load_key_ring
 from core.settings import Settings
 from db.connection import Database
+from hub.email.setup import create_email_queue
+from hub.email.transport import create_signed_mailer
 from hub.push import create_web_push
 from hub.server import Hub
 from storage.blobs import create_blob_store
@@ -100,9 +112,7 @@ async def _bus_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    mailer = create_mailer(
-        smtp_url=settings.smtp_url, outbox_dir=settings.outbox_dir, sender=settings.mail_from
-    )
+    mailer = create_signed_mailer(settings)  # core.mail's backends, DKIM-signed when set
     limiter = create_rate_limiter(redis=app.get(REDIS), prefix=settings.redis_prefix)
     app[MAILER] = mailer
     app[LIMITER] = limiter
@@ -125,6 +135,19 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
         await mailer.close()
 
 
+async def _email_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The mail queue's background task (rows in the database, polled by every process)."""
+    queue = create_email_queue(
+        app[SETTINGS], mailer=app[MAILER], limiter=app[LIMITER], keys=app[KEYS]
+    )
+    app[EMAIL] = queue
+    queue.start()
+    try:
+        yield
+    finally:
+        await queue.close()
+
+
 async def _storage_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     store = create_blob_store(settings)
@@ -141,7 +164,7 @@ async def _hub_ctx(app: web.Application) -> AsyncIterator[None]:
     # The Socket.IO server is attached in create_app (routes freeze at start-up); its services
     # and background work start here, once the bus and Redis are up.
     hub = app[HUB]
-    await hub.start(bus=app[BUS], redis=app.get(REDIS), push=app[PUSH])
+    await hub.start(bus=app[BUS], redis=app.get(REDIS), push=app[PUSH], email=app[EMAIL])
     try:
         yield
     finally:
@@ -166,8 +189,12 @@ def create_app(settings: Settings) -> web.Application:
     app.on_response_prepare.append(middleware.add_response_headers)
     app[TRUSTED_PROXIES] = parse_networks(settings.trusted_proxies)
     app.cleanup_ctx.extend(
-        [_database_ctx, _redis_ctx, _bus_ctx, _storage_ctx, _services_ctx, _hub_ctx]
+        [_database_ctx, _redis_ctx, _bus_ctx, _storage_ctx, _services_ctx, _email_ctx, _hub_ctx]
     )
+    app.cleanup_ctx.append(render_routes.render_farm_ctx)  # before the scan worker
+    app.cleanup_ctx.append(scan_worker_ctx)  # after the store, the scanner and the bus
+    app.cleanup_ctx.append(uploads_ctx)  # tus: after the database, the bus and the store
+    app.cleanup_ctx.append(commerce_ctx)  # Stripe session, checkout expiry: after the bus
 
     hub = Hub(settings, keys=keys, registry=app[METRICS].registry)
     hub.attach(app)
@@ -178,5 +205,14 @@ def create_app(settings: Settings) -> web.Application:
     identity_routes.add_routes(app)
     chat_routes.add_routes(app)
     notification_routes.add_routes(app)
+    preference_routes.add_routes(app)
+    email_routes.add_routes(app)
+    add_upload_routes(app)
+    file_routes.add_routes(app)
+    render_routes.add_routes(app)
+    commerce_routes.add_routes(app)
+    share_routes.add_routes(app)
     setup_openapi(app, title=TITLE, version=service_version())
+    # Keep LAST: the pages' routes come after every API route.
+    web_routes.add_routes(app, dist=settings.web_dist_dir or web_routes.DIST_DIR)
     return app

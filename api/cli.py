@@ -62,6 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = commands.add_parser("worker", help="run a render farm Celery worker (needs Redis)")
     worker.add_argument("--concurrency", type=int, help="worker processes (default: CPU count)")
+    worker.add_argument(
+        "--gpu",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="OpenGL backend: auto = EGL (GPU, or Mesa on the CPU) then OSMesa; on = EGL only; "
+        "off = OSMesa only",
+    )
     worker.set_defaults(func=cmd_worker)
 
     chat = commands.add_parser("chat", help="chat through the hub from a terminal")
@@ -83,6 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"read the password from standard input (else ${PASSWORD_ENV}, else a prompt)",
     )
     createsuperuser.set_defaults(func=cmd_createsuperuser)
+
+    email = commands.add_parser("email", help="outgoing mail")
+    email_commands = email.add_subparsers(dest="email_command", required=True, metavar="ACTION")
+    dns = email_commands.add_parser(
+        "dns-records", help="print the SPF, DKIM and DMARC TXT records for MAIL_FROM's domain"
+    )
+    dns.set_defaults(func=cmd_email_dns_records)
+    _add_storage_commands(commands)
     return parser
 
 
@@ -156,9 +171,21 @@ def cmd_makemigrations(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    from render_farm.backend import GpuMode, RendererUnavailableError, select_backend
     from render_farm.celery_app import create_celery, worker_argv
+    from render_farm.tasks import register_tasks
 
-    app = create_celery(settings)
+    app = create_celery(settings)  # refuses to start without REDIS_URL
+    try:  # the self-test render: a worker that cannot render takes no jobs
+        backend = asyncio.run(
+            select_backend(GpuMode(args.gpu), egl_device=settings.render_egl_device)
+        )
+    except RendererUnavailableError as exc:
+        log.error("worker.no_renderer", reason=str(exc))
+        print(f"ideinstein: worker not started: {exc}", file=sys.stderr)
+        return 1
+    log.info("worker.renderer", backend=backend)
+    register_tasks(app, settings, backend=backend)
     app.worker_main(worker_argv(concurrency=args.concurrency, log_level=settings.log_level))
     return 0
 
@@ -213,6 +240,101 @@ def cmd_createsuperuser(settings: Settings, args: argparse.Namespace) -> int:
 
     account = asyncio.run(run())
     print(f"created super_admin {account.email} ({account.id})")
+    return 0
+
+
+def cmd_email_dns_records(settings: Settings, args: argparse.Namespace) -> int:
+    from hub.email.dkim import dns_records
+
+    records = dns_records(settings)
+    if settings.dkim_private_key is None:
+        print("; DKIM_PRIVATE_KEY is not set: mail goes out unsigned and no DKIM record is due")
+    for record in records:
+        print(f"; {record.note}")
+        print(record.zone_line())
+    return 0
+
+
+def _add_storage_commands(commands: Any) -> None:
+    storage = commands.add_parser("storage", help="the S3 blob bucket: tiering and protection")
+    actions = storage.add_subparsers(dest="storage_command", required=True, metavar="ACTION")
+    lifecycle = actions.add_parser(
+        "lifecycle",
+        help="move blobs to cheaper storage classes as they age; abort stale multipart uploads",
+    )
+    lifecycle.add_argument(
+        "--ia-days", type=int, default=30, metavar="N", help="to STANDARD_IA after N days (30)"
+    )
+    lifecycle.add_argument(
+        "--archive-days", type=int, default=365, metavar="M", help="to the archive class (365)"
+    )
+    lifecycle.add_argument(
+        "--archive-class",
+        choices=["GLACIER", "DEEP_ARCHIVE", "GLACIER_IR"],
+        default="GLACIER",
+        help="GLACIER and DEEP_ARCHIVE need a restore before a download; GLACIER_IR does not",
+    )
+    lifecycle.add_argument(
+        "--abort-multipart-days",
+        type=int,
+        default=7,
+        metavar="K",
+        help="abort multipart uploads left incomplete for K days (7)",
+    )
+    lifecycle.add_argument(
+        "--noncurrent-days",
+        type=int,
+        default=90,
+        metavar="D",
+        help="delete old object versions (kept once versioning is on) after D days (90)",
+    )
+    lifecycle.set_defaults(func=cmd_storage_lifecycle)
+    protect = actions.add_parser(
+        "protect", help="turn on bucket versioning and, with a replica bucket, replication"
+    )
+    protect.add_argument("--replica-bucket", help="bucket that receives a copy of every blob")
+    protect.add_argument("--replication-role", help="IAM role ARN S3 replicates with")
+    protect.add_argument(
+        "--replica-storage-class", default="STANDARD_IA", help="class of the copies (STANDARD_IA)"
+    )
+    protect.set_defaults(func=cmd_storage_protect)
+
+
+def cmd_storage_lifecycle(settings: Settings, args: argparse.Namespace) -> int:
+    from storage.s3_admin import ArchiveClass, LifecyclePolicy, apply_lifecycle, open_bucket
+
+    policy = LifecyclePolicy(
+        ia_days=args.ia_days,
+        archive_days=args.archive_days,
+        archive_class=ArchiveClass(args.archive_class),
+        abort_multipart_days=args.abort_multipart_days,
+        noncurrent_days=args.noncurrent_days,
+    )
+    policy.check()  # before connecting
+
+    async def run() -> list[Any]:
+        async with open_bucket(settings) as store:
+            return await apply_lifecycle(store, policy)
+
+    for change in asyncio.run(run()):
+        print(change.line())
+    return 0
+
+
+def cmd_storage_protect(settings: Settings, args: argparse.Namespace) -> int:
+    from storage.s3_admin import open_bucket, protect_bucket
+
+    async def run() -> list[Any]:
+        async with open_bucket(settings) as store:
+            return await protect_bucket(
+                store,
+                replica_bucket=args.replica_bucket,
+                replication_role=args.replication_role,
+                replica_storage_class=args.replica_storage_class,
+            )
+
+    for change in asyncio.run(run()):
+        print(change.line())
     return 0
 
 

@@ -7,6 +7,7 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from api.client_ip import Network
+from api.commerce.service import Commerce
 from api.identity.security_log import Client
 from api.identity.services import IdentityServices
 from api.metrics import Metrics
@@ -17,10 +18,14 @@ from core.rate_limit import RateLimiter
 from core.settings import Settings
 from core.tokens import KeyRing
 from db.connection import Database
+from hub.email.queue import EmailQueue
 from hub.push import WebPushSender
 from hub.server import Hub
+from render_farm.service import RenderFarm
 from storage.blobs import BlobStore
 from storage.scan import Scanner
+from storage.scanning import ScanWorker
+from storage.tus import TusService
 
 SETTINGS = web.AppKey("settings", Settings)
 KEYS = web.AppKey("keys", KeyRing)
@@ -36,7 +41,12 @@ SOCKETS = web.AppKey("sockets", socketio.AsyncServer)
 HUB = web.AppKey("hub", Hub)
 BLOBS = web.AppKey("blobs", BlobStore)
 SCANNER = web.AppKey("scanner", Scanner)
+SCAN_WORKER = web.AppKey("scan_worker", ScanWorker)
+UPLOADS = web.AppKey("uploads", TusService)
 PUSH = web.AppKey("push", WebPushSender)
+COMMERCE = web.AppKey("commerce", Commerce)
+EMAIL = web.AppKey("email", EmailQueue)
+RENDER_FARM = web.AppKey("render_farm", RenderFarm)
 
 REQUEST_ID = web.RequestKey("request_id", str)  # set by the request-id middleware
 CLIENT = web.RequestKey("client", Client)  # set by the auth middleware

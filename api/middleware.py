@@ -61,6 +61,10 @@ CORS_EXPOSED_HEADERS = ", ".join(
         "Upload-Length",
         "Upload-Expires",
         "Upload-Metadata",
+        "Upload-Defer-Length",
+        "Upload-Concat",
+        "X-File-Id",
+        "X-File-Version",
     ]
 )
 CORS_MAX_AGE = "600"

@@ -43,6 +43,7 @@ class Permission(StrEnum):
     ORDERS_READ_ANY = "orders:read_any"
     ORDERS_REFUND = "orders:refund"
     CATALOG_MANAGE = "catalog:manage"
+    ORDERS_FULFIL = "orders:fulfil"  # move a paid order through fulfilment and shipping
 
 
 _EDITOR = frozenset(
@@ -54,6 +55,7 @@ _EDITOR = frozenset(
         Permission.RENDER_RERUN,
         Permission.ORDERS_READ_ANY,
         Permission.CATALOG_MANAGE,
+        Permission.ORDERS_FULFIL,
     }
 )
 _ADMIN = _EDITOR | {

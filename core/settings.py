@@ -172,6 +172,9 @@ class Settings(BaseSettings):
     render_workers: int = Field(
         2, ge=1, le=64, description="Local render processes in embedded mode (no REDIS_URL)"
     )
+    web_dist_dir: Path | None = Field(
+        None, description="The built pages (Vite's dist); unset = web/dist of the checkout"
+    )
     render_egl_device: int = Field(
         0, ge=0, description="EGL device index VTK renders on (the GPU, or Mesa on the CPU)"
     )
@@ -189,6 +192,64 @@ class Settings(BaseSettings):
     )
     push_max_attempts: int = Field(
         5, ge=1, le=20, description="Attempts per web push before it is given up as dead"
+    )
+    # Email (notification mails, queue, DKIM, tracking).
+    notification_email_delay_seconds: float = Field(
+        600.0, ge=0, description="An unread notification is mailed this long after it was made"
+    )
+    email_max_attempts: int = Field(
+        6, ge=1, le=30, description="Tries per mail before it becomes a dead letter"
+    )
+    email_retry_base_seconds: float = Field(
+        30.0, ge=0, description="Wait before a mail's second try, doubling for each try after"
+    )
+    email_poll_seconds: float = Field(
+        2.0, gt=0, description="How often each hub process looks for mail that is due"
+    )
+    email_domain_rate_per_minute: int = Field(
+        120, ge=1, description="Mails per minute to one recipient domain, over all processes"
+    )
+    dkim_private_key: SecretStr | None = Field(
+        None, description="PEM RSA key signing mail for MAIL_FROM's domain; unset = unsigned"
+    )
+    dkim_selector: str = Field(
+        "ideinstein", description="DKIM selector: the key is published at SELECTOR._domainkey"
+    )
+    email_webhook_secret: SecretStr | None = Field(
+        None, description="Shared secret of the bounce webhook (HMAC-SHA256); unset = webhook off"
+    )
+    email_redirect_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated hosts besides PUBLIC_URL's that tracked links may lead to",
+    )
+    # Commerce (payments through Stripe, tax origin, checkout reservations).
+    stripe_secret_key: SecretStr | None = Field(
+        None, description="Stripe secret key (sk_live_/sk_test_...); unset = no card payments"
+    )
+    stripe_webhook_secret: SecretStr | None = Field(
+        None, description="Signing secret of the Stripe webhook (whsec_...); unset = refused"
+    )
+    stripe_api_base: str = Field(
+        "https://api.stripe.com", description="Stripe's API (https; plain http only on loopback)"
+    )
+    paypal_client_id: str | None = Field(
+        None, description="PayPal REST app client id; unset = no PayPal checkout"
+    )
+    paypal_client_secret: SecretStr | None = Field(
+        None, description="PayPal REST app secret (required with the client id)"
+    )
+    paypal_webhook_id: str | None = Field(
+        None, description="Id of the PayPal webhook, for its verification API; unset = refused"
+    )
+    paypal_api_base: str = Field(
+        "https://api-m.paypal.com",
+        description="PayPal's REST API (https; plain http only on loopback)",
+    )
+    commerce_seller_country: str = Field(
+        "DE", pattern=r"^[A-Z]{2}$", description="Country the shop sells from (VAT origin)"
+    )
+    commerce_reservation_minutes: float = Field(
+        30.0, gt=0, description="How long an unpaid checkout holds its stock and coupon"
     )
     # Sign-in with OpenID Connect: a provider is offered when its client id is set.
     oauth_google_client_id: str | None = Field(
@@ -342,6 +403,44 @@ class Settings(BaseSettings):
             return value
         raise ValueError("must be a mailto: address or an https: URL")
 
+    @field_validator("dkim_private_key", "email_webhook_secret", mode="before")
+    @classmethod
+    def _blank_email_secret_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("dkim_selector")
+    @classmethod
+    def _check_dkim_selector(cls, value: str) -> str:
+        labels = value.split(".")
+        if not all(label and label.replace("-", "").isalnum() for label in labels):
+            raise ValueError("must be DNS labels (letters, digits, hyphens)")
+        return value
+
+    @field_validator("email_redirect_hosts")
+    @classmethod
+    def _lower_hosts(cls, value: list[str]) -> list[str]:
+        return [host.lower().rstrip(".") for host in value]
+
+    @field_validator(
+        "stripe_secret_key",
+        "stripe_webhook_secret",
+        "paypal_client_id",
+        "paypal_client_secret",
+        "paypal_webhook_id",
+        mode="before",
+    )
+    @classmethod
+    def _blank_stripe_secret_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("stripe_api_base", "paypal_api_base")
+    @classmethod
+    def _check_payment_api_base(cls, value: str) -> str:
+        parts = _check_url(value, ("https", "http"))
+        if parts.scheme == "http" and not is_loopback_host(parts.hostname or ""):
+            raise ValueError(f"{value!r} must be https (plain http only for a loopback host)")
+        return value.rstrip("/")
+
     @field_validator("trusted_proxies")
     @classmethod
     def _check_networks(cls, value: list[str]) -> list[str]:
@@ -353,7 +452,11 @@ class Settings(BaseSettings):
         return value
 
     @field_validator(
-        "cors_allowed_origins", "previous_secret_keys", "trusted_proxies", mode="before"
+        "cors_allowed_origins",
+        "previous_secret_keys",
+        "trusted_proxies",
+        "email_redirect_hosts",
+        mode="before",
     )
     @classmethod
     def _split_commas(cls, value: Any) -> Any:

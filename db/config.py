@@ -13,6 +13,8 @@ MODEL_MODULES = [
     "db.models.push",
     "db.models.files",
     "db.models.render",
+    "db.models.email",
+    "db.models.commerce",
 ]
 MIGRATIONS_MODULE = "db.migrations"
 

@@ -36,3 +36,19 @@ def test_no_dead_redis_client() -> None:
     for package in FLOORS:
         for path in (ROOT / package).rglob("*.py"):
             assert "aioredis" not in _imports(path), path
+
+
+def test_the_service_process_does_not_load_the_geometry_stack() -> None:
+    """trimesh, scipy and VTK cost the hub ~120 MB; they belong in render children only."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, api.app; "
+        "print(sorted(m for m in ('trimesh', 'scipy', 'vtk', 'pyvista', 'numpy') "
+        "if m in sys.modules))"
+    )
+    loaded = subprocess.run(  # noqa: S603 (our own interpreter and a fixed probe)
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert loaded == "[]"
