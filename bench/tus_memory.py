@@ -17,7 +17,8 @@ import asyncio
 import base64
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import aiohttp
@@ -95,6 +96,10 @@ def main() -> None:
     parser.add_argument("--pid", type=int, help="the process id of the hub at --url")
     parser.add_argument("--size-mb", type=int, default=500)
     parser.add_argument("--chunk-mb", type=int, default=0, help="PATCH size (0: one PATCH)")
+    parser.add_argument(
+        "--clamd", action="store_true", help="scan with a real clamd and wait for the verdict"
+    )
+    parser.add_argument("--s3", action="store_true", help="store blobs on a loopback S3 (moto)")
     args = parser.parse_args()
     size = args.size_mb * MB
     chunk = args.chunk_mb * MB or size
@@ -105,15 +110,60 @@ def main() -> None:
         seconds, _, file_id = asyncio.run(upload(args.url.rstrip("/"), args.token, size, chunk))
         report(size, seconds, args.pid, before, file_id)
         return
-    with tempfile.TemporaryDirectory(prefix="tus-memory-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="tus-memory-") as tmp, ExitStack() as stack:
         workdir = Path(tmp)
         env = {"UPLOAD_MAX_BYTES": str(max(size, 500 * MB))}
+        if args.clamd:
+            from tests.clamd import run_clamd  # the tests' clamd: test signatures, 1 GiB limits
+
+            env["CLAMD_URL"] = stack.enter_context(run_clamd(workdir / "clamd")).url
+        if args.s3:
+            env.update(stack.enter_context(_s3(workdir)))
         with running_hub(workdir, env=env) as (proc, port):
             token = hub_accounts(workdir, port).customer_token
             before = proc.rss_kib()
             url = f"http://127.0.0.1:{port}"
             seconds, _, file_id = asyncio.run(upload(url, token, size, chunk))
+            if args.clamd:
+                verdict, waited = asyncio.run(_scanned(url, token, file_id))
+                print(f"scan              {verdict}, {waited:.1f} s after the last byte")
             report(size, seconds, proc.pid, before, file_id)
+
+
+async def _scanned(url: str, token: str, file_id: str) -> tuple[str, float]:
+    """Poll the file until clamd's verdict is in (the benchmark, not a test: polling is fine)."""
+    started = time.perf_counter()
+    headers = {"Authorization": f"Bearer {token}"}
+    async with aiohttp.ClientSession() as session:
+        while True:
+            async with session.get(f"{url}/api/v1/files/{file_id}", headers=headers) as got:
+                status = str((await got.json())["current"]["scan_status"])
+            if status != "pending":
+                return status, time.perf_counter() - started
+            await asyncio.sleep(0.5)
+
+
+@contextmanager
+def _s3(workdir: Path) -> Iterator[dict[str, str]]:
+    import boto3
+
+    from tests.s3 import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, run_moto_server
+
+    with run_moto_server(workdir / "moto.log") as moto:
+        boto3.client(
+            "s3",
+            endpoint_url=moto.endpoint_url,
+            region_name=REGION,
+            aws_access_key_id=ACCESS_KEY_ID,
+            aws_secret_access_key=SECRET_ACCESS_KEY,
+        ).create_bucket(Bucket="bench")
+        yield {
+            "STORAGE_URL": "s3://bench",
+            "AWS_ENDPOINT_URL": moto.endpoint_url,
+            "AWS_ACCESS_KEY_ID": ACCESS_KEY_ID,
+            "AWS_SECRET_ACCESS_KEY": SECRET_ACCESS_KEY,
+            "AWS_DEFAULT_REGION": REGION,
+        }
 
 
 if __name__ == "__main__":
