@@ -348,14 +348,17 @@ class Hub:
         self.metrics.events_out.labels("dashboard:event").inc()
 
     async def _relay_file(self, event: Event) -> None:
-        """Scan results and render progress to the sockets watching the file."""
+        """Scan results and render progress to the sockets watching the file and to its
+        owner's (a socket in both rooms gets it once)."""
         file_id = event.data.get("file_id")
         if not isinstance(file_id, str):
             return
         name = FILE_ROOM_EVENTS[event.type]
-        await self.sio.manager.emit(
-            name, event.data, namespace="/", room=file_room(file_id), ignore_queue=True
-        )
+        rooms = [file_room(file_id)]
+        owner_id = event.data.get("owner_id")
+        if isinstance(owner_id, str):
+            rooms.append(user_room(owner_id))  # the owner's tabs, whatever they watch
+        await self.sio.manager.emit(name, event.data, namespace="/", room=rooms, ignore_queue=True)
         self.metrics.events_out.labels(name).inc()
 
     async def _push_notification(self, event: Event) -> None:

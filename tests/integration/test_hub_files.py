@@ -97,6 +97,32 @@ async def test_file_room_is_open_to_the_owner_and_staff_and_relays_render_progre
     assert stranger_socket.pending("file:scanned") == []
 
 
+async def test_the_owner_hears_of_renders_without_watching_the_file(
+    server: TestServer, clients: list[HubClient]
+) -> None:
+    owner = await _account(server)
+    file = await _file(server, owner)
+    owner_socket = await _connect(server, clients, owner)
+    watching = await _connect(server, clients, owner)
+    assert (await watching.call("subscribe", {"room": f"file:{file.id}"}))["ok"] is True
+    data = {
+        "job_id": str(uuid.uuid4()),
+        "file_id": str(file.id),
+        "owner_id": str(owner.user_id),
+        "version_id": str(uuid.uuid4()),
+        "outputs": {},
+        "metadata": {},
+    }
+
+    await server.app[BUS].emit("render.completed", data)
+
+    assert await owner_socket.next("render:completed") == data
+    assert await watching.next("render:completed") == data  # in both rooms, told once
+    await server.app[BUS].emit("render.failed", {**data, "error_code": "timeout"})
+    assert (await watching.next("render:failed"))["error_code"] == "timeout"
+    assert watching.pending("render:completed") == []
+
+
 async def test_a_deleted_file_has_no_room(server: TestServer, clients: list[HubClient]) -> None:
     owner = await _account(server)
     file = await _file(server, owner)

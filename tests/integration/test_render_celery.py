@@ -20,9 +20,12 @@ from api.keys import DATABASE, KEYS
 from core.settings import Settings
 from db.models.files import FileVersion
 from db.models.render import RenderJob, RenderStatus
+from tests.cad_samples import cad_sample
 from tests.conftest import SettingsFactory
 from tests.identity import sign_in
 from tests.integration.test_render_farm import ended, render_events, upload
+from tests.sockets import HubClient
+from tests.tus import TusClient
 
 pytestmark = [pytest.mark.databases("postgres"), pytest.mark.timeout(240)]
 
@@ -171,3 +174,53 @@ async def test_a_killed_worker_process_has_its_job_redelivered(
         [job] = await RenderJob.filter(version_id=version.id)
     assert (job.status, job.attempts) == (RenderStatus.SUCCEEDED, 2)
     assert job.metadata["triangles"] == 5750
+
+
+async def test_through_the_portal_api_with_progress_live_on_the_socket(
+    hub: Client, hub_settings: Settings, worker: Worker
+) -> None:
+    """The issue's "done when": STL and STEP uploaded with tus, rendered by the worker process,
+    progress and completion arriving on the owner's socket over the Redis bus."""
+    app = hub.app
+    assert app is not None
+    owner = await sign_in(hub_settings.database_url, app[KEYS])
+    socket = await HubClient().connect(str(hub.make_url("/")), owner.token)
+    try:
+        tus = TusClient(hub, owner.token)
+        file_ids = {}
+        for name in ("angle_block.STL", "featuretype.STEP"):
+            data = cad_sample(name).read_bytes()
+            location = await tus.create(len(data), filename=name)
+            response = await tus.patch(location, 0, data)
+            assert response.status == 204, response.status
+            file_ids[response.headers["X-File-Id"]] = name
+        completed = {}
+        progress: dict[str, list[int]] = {file_id: [] for file_id in file_ids}
+        while len(completed) < len(file_ids):
+            for event in socket.pending("render:progress"):
+                progress[event["file_id"]].append(event["progress"])
+            done = await socket.next("render:completed", timeout=180)
+            completed[done["file_id"]] = done
+        for event in socket.pending("render:progress"):
+            progress[event["file_id"]].append(event["progress"])
+    finally:
+        await socket.close()
+
+    assert socket.pending("render:failed") == []
+    for file_id, seen in progress.items():
+        assert seen, f"no live progress for {file_ids[file_id]}"
+        assert seen == sorted(seen)
+    for done in completed.values():
+        job = await (
+            await hub.get(f"/api/v1/render-jobs/{done['job_id']}", headers=owner.headers)
+        ).json()
+        assert job["status"] == "succeeded"
+        assert {"view_iso", "view_front", "view_top", "view_right", "model_glb"} <= set(
+            job["outputs"]
+        ), job["outputs"]
+        assert job["metadata"]["triangles"] > 0
+        png = await hub.get(
+            f"/api/v1/render-jobs/{done['job_id']}/outputs/view_iso", headers=owner.headers
+        )
+        assert png.status == 200
+        assert (await png.read()).startswith(b"\x89PNG")
