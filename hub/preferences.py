@@ -58,6 +58,7 @@ TYPE_DEFAULTS: dict[str, dict[Channel, bool]] = {
     "order.updated": _choice(True, True, True),
     "order.shipped": _choice(True, True, True),
     "security.event": _choice(True, True, False),
+    "inventory.low_stock": _choice(True, True, True),
 }
 FALLBACK = _choice(True, True, False)
 

@@ -40,6 +40,7 @@ from hub.presence import Activity, PresenceState, PresenceStore, Status, create_
 from hub.push import WebPushSender
 from hub.rooms import STAFF, conversation_room, dashboard_room, file_room, user_room
 from hub.router import NotificationRouter, create_claims
+from hub.staff_alerts import ALERTS, StaffAlerts
 from storage.file_access import check_can_read
 
 # Bus events relayed to the `file:<id>` room, and the socket event each becomes.
@@ -130,6 +131,11 @@ class Hub:
             self._subscriptions.append(await bus.subscribe(event_type, self._relay_unread))
         for event_type in FILE_ROOM_EVENTS:
             self._subscriptions.append(await bus.subscribe(event_type, self._relay_file))
+        alerts = StaffAlerts(
+            inbox=self.inbox, claims=create_claims(redis=redis, prefix=self.settings.redis_prefix)
+        )
+        for event_type in ALERTS:
+            self._subscriptions.append(await bus.subscribe(event_type, alerts.on_event))
         if push is not None:
             router = NotificationRouter(
                 presence=self.presence,
