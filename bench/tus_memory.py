@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import hashlib
+import signal
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -39,43 +41,97 @@ async def _body(start: int, end: int) -> AsyncIterator[bytes]:
         yield piece
 
 
-async def upload(url: str, token: str, size: int, chunk: int) -> tuple[float, int, str]:
-    """Create and send the upload; returns (seconds, final status, X-File-Id)."""
+async def create(session: aiohttp.ClientSession, url: str, token: str, size: int) -> str:
+    """A new upload of `size` bytes; returns its location."""
     name = base64.b64encode(b"tus-memory.txt").decode()
     kind = base64.b64encode(b"text/plain").decode()
-    headers = {"Authorization": f"Bearer {token}", "Tus-Resumable": "1.0.0"}
-    timeout = aiohttp.ClientTimeout(total=None, sock_read=600)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
-        async with session.post(
-            f"{url}/api/v1/uploads/",
+    async with session.post(
+        f"{url}/api/v1/uploads/",
+        headers={
+            **_tus(token),
+            "Upload-Length": str(size),
+            "Upload-Metadata": f"filename {name},filetype {kind}",
+        },
+    ) as created:
+        if created.status != 201:
+            raise SystemExit(f"creation refused: {created.status} {await created.text()}")
+        return created.headers["Location"]
+
+
+async def send(
+    session: aiohttp.ClientSession,
+    url: str,
+    token: str,
+    location: str,
+    start: int,
+    end: int,
+    chunk: int,
+) -> str:
+    """PATCH bytes [start, end) in `chunk`-sized requests; returns X-File-Id (once complete)."""
+    offset, file_id = start, ""
+    while offset < end:
+        stop = min(end, offset + chunk)
+        async with session.patch(
+            url + location,
+            data=_body(offset, stop),
             headers={
-                **headers,
-                "Upload-Length": str(size),
-                "Upload-Metadata": f"filename {name},filetype {kind}",
+                **_tus(token),
+                "Upload-Offset": str(offset),
+                "Content-Type": "application/offset+octet-stream",
             },
-        ) as created:
-            if created.status != 201:
-                raise SystemExit(f"creation refused: {created.status} {await created.text()}")
-            location = created.headers["Location"]
+        ) as response:
+            if response.status != 204:
+                raise SystemExit(f"PATCH refused: {response.status} {await response.text()}")
+            offset = int(response.headers["Upload-Offset"])
+            file_id = response.headers.get("X-File-Id", "")
+    return file_id
+
+
+def _tus(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}", "Tus-Resumable": "1.0.0"}
+
+
+TIMEOUT = aiohttp.ClientTimeout(total=None, sock_read=600)
+
+
+async def upload(url: str, token: str, size: int, chunk: int) -> tuple[float, int, str]:
+    """Create and send the upload; returns (seconds, final status, X-File-Id)."""
+    async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
+        location = await create(session, url, token, size)
         started = time.perf_counter()
-        offset, status, file_id = 0, 0, ""
-        while offset < size:
-            end = min(size, offset + chunk)
-            async with session.patch(
-                url + location,
-                data=_body(offset, end),
-                headers={
-                    **headers,
-                    "Upload-Offset": str(offset),
-                    "Content-Type": "application/offset+octet-stream",
-                },
-            ) as response:
-                status = response.status
-                if status != 204:
-                    raise SystemExit(f"PATCH refused: {status} {await response.text()}")
-                offset = int(response.headers["Upload-Offset"])
-                file_id = response.headers.get("X-File-Id", "")
-        return time.perf_counter() - started, status, file_id
+        file_id = await send(session, url, token, location, 0, size, chunk)
+        return time.perf_counter() - started, 204, file_id
+
+
+async def first_life(url: str, token: str, size: int, until: int) -> str:
+    async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
+        location = await create(session, url, token, size)
+        await send(session, url, token, location, 0, until, until)
+        return location
+
+
+async def second_life(url: str, token: str, location: str, size: int) -> tuple[int, str, str]:
+    """HEAD after the restart, send the rest; (offset found, X-File-Id, stored sha256)."""
+    async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
+        async with session.head(url + location, headers=_tus(token)) as head:
+            offset = int(head.headers["Upload-Offset"])
+        file_id = await send(session, url, token, location, offset, size, size)
+        async with session.get(
+            f"{url}/api/v1/files/{file_id}", headers={"Authorization": f"Bearer {token}"}
+        ) as got:
+            stored = str((await got.json())["current"]["sha256"])
+        return offset, file_id, stored
+
+
+def expected_sha256(size: int) -> str:
+    digest = hashlib.sha256()
+    position = 0
+    while position < size:
+        offset = position % MB
+        piece = BLOCK[offset : offset + min(MB - offset, size - position)]
+        digest.update(piece)
+        position += len(piece)
+    return digest.hexdigest()
 
 
 def report(size: int, seconds: float, pid: int, before_kib: int, file_id: str) -> None:
@@ -100,6 +156,12 @@ def main() -> None:
         "--clamd", action="store_true", help="scan with a real clamd and wait for the verdict"
     )
     parser.add_argument("--s3", action="store_true", help="store blobs on a loopback S3 (moto)")
+    parser.add_argument(
+        "--restart-at-mb",
+        type=int,
+        default=0,
+        help="send this much, SIGKILL the server, start a new one, resume (checks the sha256)",
+    )
     args = parser.parse_args()
     size = args.size_mb * MB
     chunk = args.chunk_mb * MB or size
@@ -119,6 +181,9 @@ def main() -> None:
             env["CLAMD_URL"] = stack.enter_context(run_clamd(workdir / "clamd")).url
         if args.s3:
             env.update(stack.enter_context(_s3(workdir)))
+        if args.restart_at_mb:
+            restart(workdir, env, size, args.restart_at_mb * MB)
+            return
         with running_hub(workdir, env=env) as (proc, port):
             token = hub_accounts(workdir, port).customer_token
             before = proc.rss_kib()
@@ -128,6 +193,30 @@ def main() -> None:
                 verdict, waited = asyncio.run(_scanned(url, token, file_id))
                 print(f"scan              {verdict}, {waited:.1f} s after the last byte")
             report(size, seconds, proc.pid, before, file_id)
+
+
+def restart(workdir: Path, env: dict[str, str], size: int, until: int) -> None:
+    with running_hub(workdir, env=env) as (proc, port):
+        token = hub_accounts(workdir, port).customer_token
+        location = asyncio.run(first_life(f"http://127.0.0.1:{port}", token, size, until))
+        proc.popen.send_signal(signal.SIGKILL)  # no goodbye: state must already be on disk
+        proc.popen.wait()
+    with running_hub(workdir, env=env) as (proc, port):
+        before = proc.rss_kib()
+        started = time.perf_counter()
+        offset, file_id, stored = asyncio.run(
+            second_life(f"http://127.0.0.1:{port}", token, location, size)
+        )
+        seconds = time.perf_counter() - started
+        print(
+            f"killed after      {until / MB:.0f} MiB; "
+            f"the new server's HEAD said {offset / MB:.1f} MiB"
+        )
+        wanted = expected_sha256(size)
+        print(
+            f"sha256            {'matches' if stored == wanted else 'DIFFERS'} ({stored[:16]}...)"
+        )
+        report(size - offset, seconds, proc.pid, before, file_id)
 
 
 async def _scanned(url: str, token: str, file_id: str) -> tuple[str, float]:
