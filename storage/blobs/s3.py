@@ -222,15 +222,23 @@ class S3BlobStore(BlobStore):
                 Bucket=self.bucket, Key=upload.temp_key
             )
             upload.multipart_id = created["UploadId"]
-        body = await asyncio.to_thread(_spool_read, upload)
+        # The part goes out from its spool file, not from a bytes copy: memory stays a few
+        # reads deep however large the part (aiohttp reads file bodies in a worker thread;
+        # over plain http botocore also hashes the payload for SigV4, on the loop, as it does
+        # for bytes; https S3 sends it unsigned with a streamed checksum).
+        body = await asyncio.to_thread(upload.spool.open, "rb")
         number = len(upload.parts) + 1
-        sent = await self.client.upload_part(
-            Bucket=self.bucket,
-            Key=upload.temp_key,
-            UploadId=upload.multipart_id,
-            PartNumber=number,
-            Body=body,
-        )
+        try:
+            sent = await self.client.upload_part(
+                Bucket=self.bucket,
+                Key=upload.temp_key,
+                UploadId=upload.multipart_id,
+                PartNumber=number,
+                Body=body,
+                ContentLength=upload.spooled,
+            )
+        finally:
+            await asyncio.to_thread(body.close)
         upload.parts.append({"PartNumber": number, "ETag": sent["ETag"]})
         done, upload.spool = upload.spool, _spool_path(upload, number + 1)
         await asyncio.to_thread(_spool_next, done, upload.spool)
