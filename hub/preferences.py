@@ -56,7 +56,10 @@ TYPE_DEFAULTS: dict[str, dict[Channel, bool]] = {
     "render.failed": _choice(True, True, True),
     "file.shared": _choice(True, True, True),
     "order.updated": _choice(True, True, True),
+    "order.paid": _choice(True, True, True),
     "order.shipped": _choice(True, True, True),
+    "order.refunded": _choice(True, True, True),
+    "subscription.payment_failed": _choice(True, True, True),
     "security.event": _choice(True, True, False),
     "inventory.low_stock": _choice(True, True, True),
 }

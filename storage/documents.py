@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal
 from uuid import UUID
@@ -197,6 +197,8 @@ class Grant:
     email: str
     granted_by_id: UUID | None
     created_at: datetime
+    file_name: str = ""
+    new: bool = False  # made by this call (not an idempotent repeat): worth telling the user
 
 
 async def _grant_view(row: FileGrant) -> Grant:
@@ -225,12 +227,15 @@ async def grant_file(
     if user.id == file.owner_id:  # type: ignore[attr-defined]
         raise ValidationFailed("grant_to_owner", "The owner has access already")
     row = await FileGrant.get_or_none(file_id=file.id, user_id=user.id)
+    new = False
     if row is None:
         try:
             row = await FileGrant.create(file=file, user=user, granted_by_id=principal.user_id)
+            new = True
         except IntegrityError:
             row = await FileGrant.get(file_id=file.id, user_id=user.id)
-    return await _grant_view(row)
+    view = await _grant_view(row)
+    return replace(view, file_name=file.name, new=new)
 
 
 async def list_grants(*, principal: Principal, file_id: UUID) -> list[Grant]:

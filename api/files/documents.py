@@ -16,11 +16,13 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 from api.auth import authenticated, principal_of
 from api.files.downloads import BlobDownload, plan_download, send_download
+from api.files.notices import tell_grantee
 from api.keys import BLOBS, BUS
 from api.openapi import operation
 from api.requests import json_response, path_uuid, read_json, read_query
 from core.errors import NotFound, ValidationFailed
 from db.models.files import File, FileVersion, Folder
+from hub.notify import Inbox
 from storage import documents, folders, versions
 from storage.diffs import VersionDiff, diff_versions
 from storage.search import FileFilter, FileOrder, FileScope
@@ -620,6 +622,10 @@ async def grant(request: web.Request) -> web.Response:
         user_id=body.user_id,
         email=str(body.email) if body.email is not None else None,
     )
+    if row.new:
+        await tell_grantee(
+            inbox=Inbox(bus=request.app[BUS]), grant=row, file_id=_file_id(request)
+        )
     return json_response(grant_body(row), status=201)
 
 

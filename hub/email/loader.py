@@ -58,7 +58,10 @@ TYPE_TEMPLATES: dict[str, str] = {
 
 
 def template_for_type(type: str) -> str:
-    return TYPE_TEMPLATES.get(type, "notification")
+    """The template of a notification type; every `order.*` type is an order update."""
+    if type in TYPE_TEMPLATES:
+        return TYPE_TEMPLATES[type]
+    return "order_updated" if type.startswith("order.") else "notification"
 
 
 @dataclass(frozen=True, slots=True)

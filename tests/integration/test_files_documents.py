@@ -303,6 +303,11 @@ async def test_grants_give_read_access_only(client: Client, settings: Settings) 
     assert twice.status == 201
     grants = await _json(await client.get(f"{f}/grants", headers=owner.headers))
     assert [g["email"] for g in grants["items"]] == [colleague.email]
+    told = await _json(await client.get("/api/v1/notifications", headers=colleague.headers))
+    assert [(n["type"], n["link"]) for n in told["items"]] == [
+        ("file.shared", f"/files/{version.file_id}")  # type: ignore[attr-defined]
+    ]  # once, though granted twice
+    assert told["items"][0]["title"].endswith("shared s.txt with you")
     unknown = await client.post(
         f"{f}/grants", json={"email": "nobody@example.com"}, headers=owner.headers
     )

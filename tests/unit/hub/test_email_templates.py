@@ -85,3 +85,12 @@ def test_unknown_locale_falls_back_to_english_and_missing_values_fail() -> None:
         templates.render("password_reset", locale="en", context={"name": "x"})
     with pytest.raises(KeyError):
         templates.render("newsletter", locale="en", context=CONTEXT)
+
+
+def test_every_order_notification_is_mailed_as_an_order_update() -> None:
+    from hub.email.loader import template_for_type
+
+    assert template_for_type("order.paid") == "order_updated"
+    assert template_for_type("order.refunded") == "order_updated"
+    assert template_for_type("file.shared") == "file_shared"
+    assert template_for_type("security.event") == "notification"
