@@ -616,3 +616,42 @@ def _keys(settings: Settings) -> Any:
     from core.secret_key import load_key_ring
 
     return load_key_ring(settings)
+
+
+async def test_offline_customer_gets_a_decryptable_push_then_a_signed_mail_while_unread(
+    mail_client: Client, mail_settings: Settings, smtp: SmtpServer, aiohttp_server: Any
+) -> None:
+    """The issue's "done when": staff answer a customer who is offline; the loopback push
+    service receives a web push it can decrypt; the notification stays unread past the delay,
+    so a DKIM-signed mail reaches the loopback SMTP server."""
+    customer, agent = await _people(mail_client, mail_settings)
+    key = (await (await mail_client.get("/api/v1/push/vapid-public-key")).json())["public_key"]
+    push_service = FakePushService(expected_key=key)
+    server = await aiohttp_server(push_service.app(), host="127.0.0.1")
+    push_service.attach(str(server.make_url("/")))
+    subscribed = await mail_client.post(
+        "/api/v1/push/subscriptions",
+        json=push_service.subscribe().json(),
+        headers=customer.headers,
+    )
+    assert subscribed.status == 201
+
+    conversation = await _staff_reply(mail_client, customer, agent, "Your drawing is approved.")
+
+    [pushed] = await push_service.wait_for(1)
+    payload = json.loads(push_service.plaintexts()[0])
+    assert payload["type"] == "chat.new_message"
+    assert "Your drawing is approved." in payload["body"]
+    assert pushed is not None
+    [mail] = await smtp.recorder.wait_for(1)
+    assert mail.rcpt_tos == [customer.email]
+    assert dkim.verify(mail.raw, dnsfunc=_dns_for(mail_settings)) is True
+    assert f"/chat/{conversation}" in mail.message.get_body(("plain",)).get_content()
+    async with open_database(mail_settings.database_url):
+        attempts = {
+            a.channel: a.status for a in await DeliveryAttempt.filter(user_id=customer.user_id)
+        }
+    assert attempts == {
+        DeliveryChannel.WEB_PUSH: DeliveryStatus.SENT,
+        DeliveryChannel.EMAIL: DeliveryStatus.SENT,
+    }
