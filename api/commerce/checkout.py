@@ -1,5 +1,6 @@
 """Checkout: price the cart on the server (prices, discounts, shipping, tax), turn it into a
-pending order that holds its stock and coupon, and open a Stripe PaymentIntent for the total.
+pending order that holds its stock and coupon, and open a Stripe PaymentIntent for the total
+(or a hosted Stripe Checkout Session, or a PayPal order).
 
 The order becomes `paid` only from the provider's verified webhook (webhooks.py). An order not
 paid by `expires_at` is cancelled and gives its stock and coupon back (`expire_checkouts`).
@@ -17,10 +18,21 @@ from tortoise.transactions import in_transaction
 from api.commerce import discounts, inventory
 from api.commerce.cart import cart_items
 from api.commerce.catalog import current_price
+from api.commerce.checkout_session import (
+    ReturnUrls,
+    check_return_urls,
+    session_expires_at,
+    short_id,
+)
 from api.commerce.events import Outbox
 from api.commerce.orders import OrderView, order_view, transition
 from api.commerce.payments_paypal import PayPalError, PayPalGateway
-from api.commerce.payments_stripe import PROVIDER, PaymentProviderError, StripeGateway
+from api.commerce.payments_stripe import (
+    CHECKOUT_PROVIDER,
+    PROVIDER,
+    PaymentProviderError,
+    StripeGateway,
+)
 from api.commerce.tax import Destination, TaxPart, TaxRules, is_reverse_charge, tax_line
 from core.bus import EventBus
 from core.errors import Conflict, ServiceUnavailable, ValidationFailed
@@ -139,7 +151,11 @@ def price_order(
 
 class PaymentMethod(StrEnum):
     STRIPE = "stripe"
+    STRIPE_CHECKOUT = "stripe_checkout"  # Stripe's hosted page: redirect to checkout_url
     PAYPAL = "paypal"
+
+
+STRIPE_METHODS = frozenset({PaymentMethod.STRIPE, PaymentMethod.STRIPE_CHECKOUT})
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +166,8 @@ class CheckoutResult:
     client_secret: str | None
     paypal_order_id: str | None = None  # PayPal: send the buyer to approve_url, then capture
     approve_url: str | None = None
+    checkout_session_id: str | None = None  # Stripe Checkout: send the buyer to checkout_url
+    checkout_url: str | None = None
 
 
 async def checkout(
@@ -164,13 +182,24 @@ async def checkout(
     reservation: timedelta,
     method: PaymentMethod = PaymentMethod.STRIPE,
     paypal: PayPalGateway | None = None,
+    public_url: str = "",
+    success_url: str | None = None,
+    cancel_url: str | None = None,
 ) -> CheckoutResult:
-    """Cart -> pending order holding stock and coupon -> a PaymentIntent (or PayPal order)
-    for its total."""
-    if (method is PaymentMethod.STRIPE and gateway is None) or (
+    """Cart -> pending order holding stock and coupon -> a PaymentIntent (or a Checkout
+    Session, or a PayPal order) for its total. `success_url`/`cancel_url` (Checkout Sessions
+    only) are paths on `public_url`'s origin; by default the order's page."""
+    if (method in STRIPE_METHODS and gateway is None) or (
         method is PaymentMethod.PAYPAL and paypal is None
     ):
         raise ServiceUnavailable("payments_unavailable", f"{method.value} is not configured")
+    if method is not PaymentMethod.STRIPE_CHECKOUT and (success_url or cancel_url):
+        raise ValidationFailed(
+            "return_url_not_allowed", "Return URLs are only for Stripe Checkout Sessions"
+        )
+    returns = check_return_urls(
+        success_url=success_url, cancel_url=cancel_url, public_url=public_url
+    )
     outbox = Outbox()
     async with in_transaction():
         # The cart row's lock makes a double submit check out once: the second finds it gone.
@@ -234,14 +263,26 @@ async def checkout(
         cart.status = CartStatus.CHECKED_OUT
         await cart.save(update_fields=["status", "updated_at"])
     try:
-        payment = await _open_payment(order=order, method=method, gateway=gateway, paypal=paypal)
+        payment = await _open_payment(
+            order=order,
+            method=method,
+            gateway=gateway,
+            paypal=paypal,
+            returns=returns,
+            public_url=public_url,
+            now=now,
+        )
     except (PaymentProviderError, PayPalError):
         await cancel_order(order_id=order.id, reason="payment_provider_error")
         raise
     await Payment.create(
         order_id=order.id,
         provider=method.value,
-        provider_payment_id=payment.paypal_order_id or payment.payment_intent_id,
+        provider_payment_id=(
+            payment.paypal_order_id or payment.payment_intent_id or payment.checkout_session_id
+        ),
+        # A Checkout Session keeps its id here for good (no migration for a column of its own)
+        provider_charge_id=payment.checkout_session_id,
         amount=order.total_amount,
         currency=order.currency,
     )
@@ -264,6 +305,8 @@ async def checkout(
         client_secret=payment.client_secret,
         paypal_order_id=payment.paypal_order_id,
         approve_url=payment.approve_url,
+        checkout_session_id=payment.checkout_session_id,
+        checkout_url=payment.checkout_url,
     )
 
 
@@ -273,6 +316,8 @@ class _Opened:
     client_secret: str | None = None
     paypal_order_id: str | None = None
     approve_url: str | None = None
+    checkout_session_id: str | None = None
+    checkout_url: str | None = None
 
 
 async def _open_payment(
@@ -281,6 +326,9 @@ async def _open_payment(
     method: PaymentMethod,
     gateway: StripeGateway | None,
     paypal: PayPalGateway | None,
+    returns: ReturnUrls,
+    public_url: str,
+    now: datetime,
 ) -> _Opened:
     """Ask the provider for a payment of the order's total, keyed by the order."""
     if method is PaymentMethod.PAYPAL and paypal is not None:
@@ -293,6 +341,20 @@ async def _open_payment(
         return _Opened(paypal_order_id=made.id, approve_url=made.approve_url)
     if gateway is None:
         raise ServiceUnavailable("payments_unavailable", "Card payments are not configured")
+    if method is PaymentMethod.STRIPE_CHECKOUT:
+        success, cancel = returns.resolve(public_url=public_url, order_id=str(order.id))
+        session = await gateway.create_checkout_session(
+            amount=order.total_amount,
+            currency=order.currency,
+            name=f"Order {short_id(str(order.id))}",
+            order_id=str(order.id),
+            user_id=str(order.user_id),  # type: ignore[attr-defined]
+            success_url=success,
+            cancel_url=cancel,
+            expires_at=session_expires_at(order_expires_at=order.expires_at, now=now),
+            idempotency_key=f"order:{order.id}:checkout_session",
+        )
+        return _Opened(checkout_session_id=session.id, checkout_url=session.url)
     intent = await gateway.create_payment_intent(
         amount=order.total_amount,
         currency=order.currency,
@@ -318,8 +380,8 @@ async def cancel_order(*, order_id: UUID, reason: str) -> bool:
 async def expire_checkouts(
     *, now: datetime, gateway: StripeGateway | None = None, limit: int = 100
 ) -> int:
-    """Cancel pending orders past their `expires_at`, and their PaymentIntents at Stripe so
-    they can no longer be paid; returns how many orders."""
+    """Cancel pending orders past their `expires_at`, and their PaymentIntents and Checkout
+    Sessions at Stripe so they can no longer be paid; returns how many orders."""
     rows = (
         await Order.filter(status=OrderStatus.PENDING, expires_at__lt=now)
         .order_by("expires_at")
@@ -337,14 +399,24 @@ async def expire_checkouts(
 
 async def _cancel_intents(*, order_id: UUID, gateway: StripeGateway) -> None:
     payments = await Payment.filter(
-        order_id=order_id, provider=PROVIDER, status=PaymentStatus.REQUIRES_PAYMENT
+        order_id=order_id,
+        provider__in=(PROVIDER, CHECKOUT_PROVIDER),
+        status=PaymentStatus.REQUIRES_PAYMENT,
     )
     for payment in payments:
         try:
-            await gateway.cancel_payment_intent(
-                intent_id=payment.provider_payment_id,
-                idempotency_key=f"order:{order_id}:cancel:{payment.provider_payment_id}",
-            )
+            if payment.provider == CHECKOUT_PROVIDER and payment.provider_charge_id:
+                await gateway.expire_checkout_session(
+                    session_id=payment.provider_charge_id,
+                    idempotency_key=f"order:{order_id}:expire:{payment.provider_charge_id}",
+                )
+            elif payment.provider == PROVIDER:
+                await gateway.cancel_payment_intent(
+                    intent_id=payment.provider_payment_id,
+                    idempotency_key=f"order:{order_id}:cancel:{payment.provider_payment_id}",
+                )
+            else:
+                continue
         except PaymentProviderError:
             continue  # paid meanwhile, or Stripe away: a late success still pays the order
         payment.status = PaymentStatus.CANCELLED

@@ -1,5 +1,6 @@
-"""Stripe through its official library: PaymentIntents, refunds, customers and subscriptions,
-each call with an idempotency key, over the library's aiohttp client (the app's session).
+"""Stripe through its official library: PaymentIntents, hosted Checkout Sessions, refunds,
+customers and subscriptions, each call with an idempotency key, over the library's aiohttp
+client (the app's session).
 
 `STRIPE_API_BASE` points the library elsewhere (the tests' Stripe-shaped server on loopback).
 """
@@ -19,6 +20,10 @@ from core.logs import get_logger
 log = get_logger(__name__)
 
 PROVIDER = "stripe"
+# Payments through a hosted Checkout Session: `provider_charge_id` holds the session id (cs_...)
+# for good, `provider_payment_id` holds it too until Stripe names the PaymentIntent, then the
+# PaymentIntent's id (refunds and charge.refunded go by it).
+CHECKOUT_PROVIDER = "stripe_checkout"
 
 
 class PaymentProviderError(ServiceUnavailable):
@@ -31,6 +36,13 @@ class Intent:
     id: str
     client_secret: str
     status: str
+
+
+@dataclass(frozen=True, slots=True)
+class CheckoutSession:
+    id: str
+    url: str
+    status: str  # open, complete, expired
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +98,56 @@ class StripeGateway:
         except stripe.StripeError as exc:
             raise self._error(exc) from None
         return intent.status
+
+    async def create_checkout_session(
+        self,
+        *,
+        amount: int,
+        currency: str,
+        name: str,
+        order_id: str,
+        user_id: str,
+        success_url: str,
+        cancel_url: str,
+        expires_at: int,
+        idempotency_key: str,
+    ) -> CheckoutSession:
+        """A hosted page in `payment` mode for one line of `amount` (the server's total)."""
+        try:
+            session = await self._client.v1.checkout.sessions.create_async(
+                {
+                    "mode": "payment",
+                    "line_items": [
+                        {
+                            "price_data": {
+                                "currency": currency.lower(),
+                                "unit_amount": amount,
+                                "product_data": {"name": name},
+                            },
+                            "quantity": 1,
+                        }
+                    ],
+                    "client_reference_id": order_id,
+                    "metadata": {"order_id": order_id, "user_id": user_id},
+                    "payment_intent_data": {"metadata": {"order_id": order_id, "user_id": user_id}},
+                    "success_url": success_url,
+                    "cancel_url": cancel_url,
+                    "expires_at": expires_at,
+                },
+                {"idempotency_key": idempotency_key},
+            )
+        except stripe.StripeError as exc:
+            raise self._error(exc) from None
+        return CheckoutSession(id=session.id, url=session.url or "", status=session.status or "")
+
+    async def expire_checkout_session(self, *, session_id: str, idempotency_key: str) -> str:
+        try:
+            session = await self._client.v1.checkout.sessions.expire_async(
+                session_id, None, {"idempotency_key": idempotency_key}
+            )
+        except stripe.StripeError as exc:
+            raise self._error(exc) from None
+        return session.status or ""
 
     async def create_refund(
         self, *, payment_intent_id: str, amount: int, idempotency_key: str, refund_id: str

@@ -138,6 +138,10 @@ class CheckoutIn(CommerceStrict):
     vat_id: str = Field(default="", max_length=20)
     coupon_code: str | None = Field(default=None, max_length=40)
     payment_method: checkout.PaymentMethod = checkout.PaymentMethod.STRIPE
+    # stripe_checkout only: where Stripe's page sends the buyer back; a path on our own origin
+    # (or a URL on it), never another site. Default: the order's page.
+    success_url: str | None = Field(default=None, max_length=500)
+    cancel_url: str | None = Field(default=None, max_length=500)
 
 
 class OrderLineOut(CommerceOut):
@@ -182,6 +186,8 @@ class CheckoutOut(CommerceOut):
     client_secret: str | None
     paypal_order_id: str | None
     approve_url: str | None
+    checkout_session_id: str | None
+    checkout_url: str | None
 
 
 class OrderList(BaseModel):
@@ -403,7 +409,11 @@ async def set_cart_line(request: web.Request) -> web.Response:
 @authenticated()
 @operation(
     summary="Check out the cart: a pending order and a Stripe PaymentIntent",
-    description="Every amount is computed here; the order is paid when Stripe says so.",
+    description=(
+        "Every amount is computed here; the order is paid when the provider says so. "
+        "payment_method stripe (a PaymentIntent's client_secret), stripe_checkout (redirect "
+        "to checkout_url, Stripe's hosted page) or paypal (approve_url)."
+    ),
     tags=TAGS,
     request=CheckoutIn,
     responses={201: CheckoutOut},
@@ -423,6 +433,9 @@ async def create_checkout(request: web.Request) -> web.Response:
         reservation=commerce.reservation,
         method=body.payment_method,
         paypal=commerce.paypal,
+        public_url=commerce.public_url,
+        success_url=body.success_url,
+        cancel_url=body.cancel_url,
     )
     return json_response(CheckoutOut.model_validate(result), status=201)
 

@@ -28,6 +28,7 @@ class Commerce:
     def __init__(self, settings: Settings) -> None:
         self.rules = TaxRules(seller_country=settings.commerce_seller_country)
         self.reservation = timedelta(minutes=settings.commerce_reservation_minutes)
+        self.public_url = settings.public_url  # Checkout Sessions return here
         secret = settings.stripe_webhook_secret
         self.webhook_secret = secret.get_secret_value() if secret is not None else None
         self._secret_key = settings.stripe_secret_key

@@ -1,7 +1,12 @@
 """Stripe webhooks: the signature is checked by the library, each event id is processed once
 (its `WebhookEvent` row is written in the same transaction as its effects, under a unique
 constraint), and every handler moves state only forward, so late, repeated or out-of-order
-events are harmless. An order becomes `paid` here and nowhere else."""
+events are harmless. An order becomes `paid` here and nowhere else.
+
+A hosted Checkout Session pays through `checkout.session.completed` (or, for delayed methods,
+`checkout.session.async_payment_succeeded`); the `payment_intent.succeeded` Stripe sends for
+the same money finds the order paid already (or, arriving first, pays it: the session's
+Payment adopts the PaymentIntent's id, and the session's own event then finds it paid)."""
 
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ from tortoise.transactions import in_transaction
 from api.commerce import discounts, inventory, ledger
 from api.commerce.events import Outbox
 from api.commerce.orders import transition
-from api.commerce.payments_stripe import PROVIDER
+from api.commerce.payments_stripe import CHECKOUT_PROVIDER, PROVIDER
 from api.commerce.refunds import reconcile_refunded
 from core.bus import EventBus
 from core.clock import utcnow
@@ -103,6 +108,10 @@ async def _dispatch(
         return await _payment_succeeded(obj, outbox)
     if event_type in ("payment_intent.payment_failed", "payment_intent.canceled"):
         return await _payment_failed(obj, canceled=event_type.endswith("canceled"))
+    if event_type in ("checkout.session.completed", "checkout.session.async_payment_succeeded"):
+        return await _session_paid(obj, outbox, reason=event_type)
+    if event_type in ("checkout.session.async_payment_failed", "checkout.session.expired"):
+        return await _session_failed(obj, expired=event_type.endswith("expired"))
     if event_type == "charge.refunded":
         payment = await _payment(obj.get("payment_intent"))
         if payment is None:
@@ -122,7 +131,9 @@ async def _dispatch(
 async def _payment(intent_id: object) -> Payment | None:
     if not isinstance(intent_id, str):
         return None
-    return await Payment.filter(provider=PROVIDER, provider_payment_id=intent_id).first()
+    return await Payment.filter(
+        provider__in=(PROVIDER, CHECKOUT_PROVIDER), provider_payment_id=intent_id
+    ).first()
 
 
 async def _payment_succeeded(obj: dict[str, Any], outbox: Outbox) -> str:
@@ -131,6 +142,8 @@ async def _payment_succeeded(obj: dict[str, Any], outbox: Outbox) -> str:
         return "unknown_payment"
     received = int(obj.get("amount_received", obj.get("amount", 0)))
     charge = obj.get("latest_charge")
+    if payment.provider == CHECKOUT_PROVIDER:
+        charge = None  # the session's Payment keeps the session id there
     return await settle_payment(
         payment=payment,
         received=received,
@@ -202,7 +215,8 @@ async def settle_payment(
 
 async def _adopt_payment(obj: dict[str, Any]) -> Payment | None:
     """A PaymentIntent we made but never recorded (the process stopped between Stripe's answer
-    and our write): its metadata names the order."""
+    and our write), or the one a Checkout Session made before its session event came: its
+    metadata names the order."""
     order_id = (obj.get("metadata") or {}).get("order_id")
     intent_id = obj.get("id")
     if not isinstance(order_id, str) or not isinstance(intent_id, str):
@@ -213,12 +227,101 @@ async def _adopt_payment(obj: dict[str, Any]) -> Payment | None:
         return None
     if order is None:
         return None
+    session_payment = await Payment.filter(
+        order_id=order.id,
+        provider=CHECKOUT_PROVIDER,
+        status=PaymentStatus.REQUIRES_PAYMENT,
+        provider_payment_id__startswith="cs_",
+    ).first()
+    if session_payment is not None:
+        session_payment.provider_payment_id = intent_id
+        await session_payment.save(update_fields=["provider_payment_id", "updated_at"])
+        return session_payment
     return await Payment.create(
         order_id=order.id,
         provider=PROVIDER,
         provider_payment_id=intent_id,
         amount=order.total_amount,
         currency=order.currency,
+    )
+
+
+async def _session_payment(obj: dict[str, Any]) -> Payment | None:
+    """The Payment of a Checkout Session (found by the session id it keeps in
+    `provider_charge_id`), with the session's PaymentIntent recorded on it once Stripe names
+    one, so refunds and charge events (which go by the PaymentIntent) find it. A session we
+    made but never recorded is adopted by its metadata's order id."""
+    session_id = obj.get("id")
+    if not isinstance(session_id, str):
+        return None
+    payment = await Payment.filter(
+        provider=CHECKOUT_PROVIDER, provider_charge_id=session_id
+    ).first()
+    if payment is None:
+        payment = await _adopt_session(obj, session_id)
+    if payment is None:
+        return None
+    intent_id = obj.get("payment_intent")
+    if isinstance(intent_id, dict):  # expanded
+        intent_id = intent_id.get("id")
+    if (
+        isinstance(intent_id, str)
+        and payment.provider_payment_id != intent_id
+        and not await Payment.exists(provider_payment_id=intent_id)
+    ):
+        payment.provider_payment_id = intent_id
+        await payment.save(update_fields=["provider_payment_id", "updated_at"])
+    return payment
+
+
+async def _adopt_session(obj: dict[str, Any], session_id: str) -> Payment | None:
+    order_id = obj.get("client_reference_id") or (obj.get("metadata") or {}).get("order_id")
+    if not isinstance(order_id, str):
+        return None
+    try:
+        order = await Order.get_or_none(id=UUID(order_id))
+    except ValueError:
+        return None
+    if order is None:
+        return None
+    return await Payment.create(
+        order_id=order.id,
+        provider=CHECKOUT_PROVIDER,
+        provider_payment_id=session_id,
+        provider_charge_id=session_id,
+        amount=order.total_amount,
+        currency=order.currency,
+    )
+
+
+async def _session_paid(obj: dict[str, Any], outbox: Outbox, *, reason: str) -> str:
+    """`completed` settles when the money is in (`payment_status` paid); a delayed method
+    (SEPA debit, ...) completes `unpaid` and settles on `async_payment_succeeded`."""
+    payment = await _session_payment(obj)
+    if payment is None:
+        return "unknown_payment"
+    if obj.get("payment_status") != "paid":
+        return "awaiting_payment"
+    return await settle_payment(
+        payment=payment,
+        received=int(obj.get("amount_total") or 0),
+        currency=str(obj.get("currency", "")).upper(),
+        charge_id=None,
+        reason=reason,
+        outbox=outbox,
+    )
+
+
+async def _session_failed(obj: dict[str, Any], *, expired: bool) -> str:
+    """A session that expired unpaid, or whose delayed payment failed: like a PaymentIntent
+    that was cancelled or failed, the pending order is cancelled and lets its stock go."""
+    payment = await _session_payment(obj)
+    if payment is None:
+        return "unknown_payment"
+    return await fail_payment(
+        payment=payment,
+        canceled=expired,
+        reason="checkout session expired" if expired else "payment failed",
     )
 
 
@@ -229,7 +332,7 @@ async def _payment_failed(obj: dict[str, Any], *, canceled: bool) -> str:
     return await fail_payment(payment=payment, canceled=canceled)
 
 
-async def fail_payment(*, payment: Payment, canceled: bool) -> str:
+async def fail_payment(*, payment: Payment, canceled: bool, reason: str = "payment failed") -> str:
     """The provider gave up on the payment: a pending order is cancelled and lets go."""
     order = await Order.filter(id=payment.order_id).select_for_update().get()  # type: ignore[attr-defined]
     if order.status != OrderStatus.PENDING:
@@ -238,7 +341,7 @@ async def fail_payment(*, payment: Payment, canceled: bool) -> str:
     await discounts.release_use(order_id=order.id)
     payment.status = PaymentStatus.CANCELLED if canceled else PaymentStatus.FAILED
     await payment.save(update_fields=["status", "updated_at"])
-    await transition(order, OrderStatus.CANCELLED, reason="payment failed")
+    await transition(order, OrderStatus.CANCELLED, reason=reason)
     return "cancelled"
 
 

@@ -1,9 +1,13 @@
-"""A Stripe-shaped API for tests, on 127.0.0.1: PaymentIntents, refunds, customers and
-subscriptions, answered as Stripe answers (JSON objects with ids, `object`, errors under
-`error`). It is strict where Stripe is: every request needs `Authorization: Bearer sk_test_...`
-with the configured key; POSTs are form-encoded (`metadata[order_id]=...`) and need an
-`Idempotency-Key`: a key seen before replays its first answer, and a key reused with other
-parameters is refused (400 `idempotency_error`). Tests read `requests` and set `fail_next`.
+"""A Stripe-shaped API for tests, on 127.0.0.1: PaymentIntents, Checkout Sessions, refunds,
+customers and subscriptions, answered as Stripe answers (JSON objects with ids, `object`,
+errors under `error`). It is strict where Stripe is: every request needs
+`Authorization: Bearer sk_test_...` with the configured key; POSTs are form-encoded
+(`metadata[order_id]=...`) and need an `Idempotency-Key`: a key seen before replays its first
+answer, and a key reused with other parameters is refused (400 `idempotency_error`). Tests
+read `requests` and set `fail_next`. Checkout Sessions are checked as Stripe checks them
+(mode, line items priced with `price_data`, `expires_at` 30 min to 24 h ahead) and, when
+`return_origin` is set, their success/cancel URLs must be on that origin; `complete_session`
+plays the buyer paying.
 
 `sign(payload, secret)` makes a `Stripe-Signature` header the way Stripe signs webhooks:
 `t=<unix time>,v1=<hex HMAC-SHA256(secret, "<t>.<payload>")>`.
@@ -86,6 +90,8 @@ class FakeStripe:
     intents: dict[str, dict[str, Any]] = field(default_factory=dict)
     refunds: dict[str, dict[str, Any]] = field(default_factory=dict)
     subscriptions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sessions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    return_origin: str | None = None  # Checkout Sessions must send buyers back here
     fail_next: int | None = None  # answer the next request with this status
     _answers: dict[str, tuple[str, int, dict[str, Any]]] = field(default_factory=dict)
 
@@ -93,6 +99,8 @@ class FakeStripe:
         app = web.Application(middlewares=[self._gate])
         app.router.add_post("/v1/payment_intents", self._create_intent)
         app.router.add_post("/v1/payment_intents/{id}/cancel", self._cancel_intent)
+        app.router.add_post("/v1/checkout/sessions", self._create_session)
+        app.router.add_post("/v1/checkout/sessions/{id}/expire", self._expire_session)
         app.router.add_post("/v1/refunds", self._create_refund)
         app.router.add_post("/v1/customers", self._create_customer)
         app.router.add_post("/v1/subscriptions", self._create_subscription)
@@ -107,6 +115,31 @@ class FakeStripe:
         """The PaymentIntent as payment_intent.succeeded carries it."""
         intent = self.intents[intent_id]
         return {**intent, "status": "succeeded", "amount_received": intent["amount"]}
+
+    def complete_session(self, session_id: str, *, paid: bool = True) -> dict[str, Any]:
+        """The buyer paid on the hosted page (or, `paid=False`, started a delayed payment):
+        Stripe makes the PaymentIntent, with `payment_intent_data`'s metadata; returns the
+        session as checkout.session.completed carries it."""
+        session = self.sessions[session_id]
+        ident = f"pi_{secrets.token_hex(12)}"
+        self.intents[ident] = {
+            "id": ident,
+            "object": "payment_intent",
+            "amount": session["amount_total"],
+            "currency": session["currency"],
+            "status": "succeeded" if paid else "processing",
+            "client_secret": f"{ident}_secret_{secrets.token_hex(8)}",
+            "metadata": session["_intent_metadata"],
+            "latest_charge": f"ch_{ident[3:]}",
+            "livemode": False,
+        }
+        session.update(
+            status="complete", payment_status="paid" if paid else "unpaid", payment_intent=ident
+        )
+        return self.session_object(session_id)
+
+    def session_object(self, session_id: str) -> dict[str, Any]:
+        return {k: v for k, v in self.sessions[session_id].items() if not k.startswith("_")}
 
     def charge(self, intent_id: str) -> dict[str, Any]:
         intent = self.intents[intent_id]
@@ -187,6 +220,73 @@ class FakeStripe:
         intent["status"] = "canceled"
         intent["cancellation_reason"] = request[PARAMS].get("cancellation_reason")
         return web.json_response(intent)
+
+    async def _create_session(self, request: web.Request) -> web.Response:
+        p = request[PARAMS]
+        if p.get("mode") != "payment":
+            return _error(400, "This fake takes mode=payment only")
+        lines = p.get("line_items")
+        if not isinstance(lines, dict) or not lines:
+            return _error(400, "line_items is required in payment mode")
+        total, currencies = 0, set()
+        for index in sorted(lines, key=int):
+            line = lines[index]
+            data = line.get("price_data") or {}
+            amount, quantity = str(data.get("unit_amount", "")), str(line.get("quantity", ""))
+            if "price" in line or not amount.isdigit() or not quantity.isdigit():
+                return _error(400, f"line_items[{index}] needs price_data[unit_amount], quantity")
+            if not (data.get("product_data") or {}).get("name"):
+                return _error(400, f"line_items[{index}][price_data][product_data][name]")
+            if int(quantity) < 1:
+                return _error(400, "quantity must be at least 1")
+            currencies.add(data.get("currency", ""))
+            total += int(amount) * int(quantity)
+        currency = currencies.pop() if len(currencies) == 1 else ""
+        if not re.fullmatch(r"[a-z]{3}", currency):
+            return _error(400, "All line items need the same valid currency")
+        if total < 50:
+            return _error(400, "The Checkout Session's total amount due must add up to at least")
+        for name in ("success_url", "cancel_url"):
+            url = p.get(name, "")
+            if not re.match(r"https?://", url):
+                return _error(400, f"Not a valid URL: {name}")
+            if self.return_origin is not None and not url.startswith(self.return_origin + "/"):
+                return _error(400, f"{name} is not on {self.return_origin}")
+        now = int(time.time())
+        expires = str(p.get("expires_at", now + 86400))
+        if not expires.isdigit() or not now + 1800 <= int(expires) <= now + 86400:
+            return _error(400, "expires_at must be 30 minutes to 24 hours after creation")
+        ident = f"cs_test_{secrets.token_hex(24)}"
+        session = {
+            "id": ident,
+            "object": "checkout.session",
+            "mode": "payment",
+            "status": "open",
+            "payment_status": "unpaid",
+            "amount_total": total,
+            "amount_subtotal": total,
+            "currency": currency,
+            "client_reference_id": p.get("client_reference_id"),
+            "metadata": p.get("metadata", {}),
+            "payment_intent": None,
+            "success_url": p["success_url"],
+            "cancel_url": p["cancel_url"],
+            "expires_at": int(expires),
+            "url": f"https://checkout.stripe.com/c/pay/{ident}",
+            "livemode": False,
+            "_intent_metadata": (p.get("payment_intent_data") or {}).get("metadata", {}),
+        }
+        self.sessions[ident] = session
+        return web.json_response(self.session_object(ident))
+
+    async def _expire_session(self, request: web.Request) -> web.Response:
+        session = self.sessions.get(request.match_info["id"])
+        if session is None:
+            return _error(404, "No such checkout.session")
+        if session["status"] != "open":
+            return _error(400, "Only Checkout Sessions with a status in [open] can be expired")
+        session["status"] = "expired"
+        return web.json_response(self.session_object(session["id"]))
 
     async def _create_refund(self, request: web.Request) -> web.Response:
         p = request[PARAMS]
