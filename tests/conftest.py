@@ -14,13 +14,16 @@ from typing import Any, TypeVar
 
 import asyncpg
 import pytest
+from aiobotocore.session import get_session
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
+from types_aiobotocore_s3.client import S3Client
 
 from api.app import create_app
 from core.logs import configure_logging
 from core.settings import Settings
 from db.migrate import apply_migrations
+from tests.s3 import MotoServer, aws_environment, client_options, run_moto_server
 from tests.services import require_postgres, require_redis
 
 SettingsFactory = Callable[..., Settings]
@@ -228,3 +231,34 @@ def _no_environment_leaks(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests build their settings explicitly; a developer's shell must not change them."""
     for name in Settings.model_fields:
         monkeypatch.delenv(name.upper(), raising=False)
+
+
+# S3: one moto server per test process, a client on it, a fresh bucket per test, and the
+# environment that points the app's aiobotocore at it.
+
+
+@pytest.fixture(scope="session")
+def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
+    with run_moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as server:
+        yield server
+
+
+@pytest.fixture
+async def s3(moto: MotoServer) -> AsyncIterator[S3Client]:
+    async with get_session().create_client("s3", **client_options(moto)) as client:
+        yield client
+
+
+@pytest.fixture
+async def bucket(s3: S3Client) -> str:
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    await s3.create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+def aws_env(moto: MotoServer, monkeypatch: pytest.MonkeyPatch) -> MotoServer:
+    """The app's S3 client (STORAGE_URL=s3://...) talks to the moto server."""
+    for name, value in aws_environment(moto).items():
+        monkeypatch.setenv(name, value)
+    return moto

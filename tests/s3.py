@@ -80,3 +80,23 @@ def run_moto_server(log: Path, timeout: float = 30.0) -> Iterator[MotoServer]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def client_options(moto: MotoServer) -> dict[str, str]:
+    """Keyword arguments of an S3 client (aiobotocore or boto3) on the moto server."""
+    return {
+        "endpoint_url": moto.endpoint_url,
+        "region_name": REGION,
+        "aws_access_key_id": ACCESS_KEY_ID,
+        "aws_secret_access_key": SECRET_ACCESS_KEY,
+    }
+
+
+def aws_environment(moto: MotoServer) -> dict[str, str]:
+    """The environment that points an app's S3 client at the moto server."""
+    return {
+        "AWS_ENDPOINT_URL": moto.endpoint_url,
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY_ID,
+        "AWS_SECRET_ACCESS_KEY": SECRET_ACCESS_KEY,
+        "AWS_DEFAULT_REGION": REGION,
+    }

@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import aiohttp
 import pytest
-from aiobotocore.session import get_session
 from aiohttp.test_utils import TestClient
 
 from api.app import create_app
@@ -22,7 +20,9 @@ from tests.cad_samples import cad_sample
 from tests.clamd import ClamdServer, run_clamd
 from tests.conftest import SettingsFactory
 from tests.identity import SignedIn, sign_in
-from tests.s3 import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, MotoServer, run_moto_server
+from tests.s3 import (
+    MotoServer,
+)
 from tests.tus import TusClient, metadata
 
 ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
@@ -187,33 +187,14 @@ async def test_a_pdf_named_stl_is_refused_and_nothing_is_kept(
     assert listing["items"] == []
 
 
-@pytest.fixture(scope="module")
-def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
-    with run_moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as server:
-        yield server
-
-
 @pytest.fixture
-async def s3_settings(
+def s3_settings(
     make_settings: SettingsFactory,
     migrated_database_url: str,
-    moto: MotoServer,
+    aws_env: MotoServer,
+    bucket: str,
     clamd: ClamdServer,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> Any:
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto.endpoint_url)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    bucket = f"e2e-{uuid.uuid4().hex[:12]}"
-    async with get_session().create_client(
-        "s3",
-        endpoint_url=moto.endpoint_url,
-        region_name=REGION,
-        aws_access_key_id=ACCESS_KEY_ID,
-        aws_secret_access_key=SECRET_ACCESS_KEY,
-    ) as s3:
-        await s3.create_bucket(Bucket=bucket)
     return make_settings(
         database_url=migrated_database_url, storage_url=f"s3://{bucket}", clamd_url=clamd.url
     )

@@ -4,7 +4,6 @@ serves the bytes with the file's name; refusals (scan, authorization) still come
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
@@ -18,15 +17,13 @@ from db.models.files import ScanStatus
 from tests.conftest import SettingsFactory
 from tests.documents import add_version, app_of
 from tests.identity import sign_in
-from tests.s3 import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, MotoServer, run_moto_server
+from tests.s3 import (
+    MotoServer,
+    aws_environment,
+    client_options,
+)
 
 Client = TestClient[Any, Any]
-
-
-@pytest.fixture(scope="module")
-def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
-    with run_moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as server:
-        yield server
 
 
 @pytest.fixture
@@ -37,18 +34,10 @@ async def s3_client(
     moto: MotoServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Client:
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto.endpoint_url)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    for name, value in aws_environment(moto).items():
+        monkeypatch.setenv(name, value)
     bucket = f"files-{uuid.uuid4().hex[:12]}"
-    async with get_session().create_client(
-        "s3",
-        endpoint_url=moto.endpoint_url,
-        region_name=REGION,
-        aws_access_key_id=ACCESS_KEY_ID,
-        aws_secret_access_key=SECRET_ACCESS_KEY,
-    ) as s3:
+    async with get_session().create_client("s3", **client_options(moto)) as s3:
         await s3.create_bucket(Bucket=bucket)
     settings = make_settings(database_url=migrated_database_url, storage_url=f"s3://{bucket}/blobs")
     client: Client = await aiohttp_client(create_app(settings))

@@ -4,10 +4,9 @@ versioning and replication, read back from the bucket; each applied twice (idemp
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
-from aiobotocore.session import get_session
 from types_aiobotocore_s3.client import S3Client
 
 from core.errors import ValidationFailed
@@ -22,27 +21,9 @@ from storage.s3_admin import (
     protect_bucket,
 )
 from tests.conftest import SettingsFactory
-from tests.s3 import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, MotoServer, run_moto_server
+from tests.s3 import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, MotoServer
 
 ROLE = "arn:aws:iam::123456789012:role/ideinstein-replication"
-
-
-@pytest.fixture(scope="module")
-def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
-    with run_moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as server:
-        yield server
-
-
-@pytest.fixture
-async def s3(moto: MotoServer) -> AsyncIterator[S3Client]:
-    async with get_session().create_client(
-        "s3",
-        endpoint_url=moto.endpoint_url,
-        region_name=REGION,
-        aws_access_key_id=ACCESS_KEY_ID,
-        aws_secret_access_key=SECRET_ACCESS_KEY,
-    ) as client:
-        yield client
 
 
 async def new_bucket(s3: S3Client) -> str:

@@ -4,13 +4,11 @@ multipart uploads, server-side copies, presigned downloads."""
 from __future__ import annotations
 
 import tracemalloc
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
-from aiobotocore.session import get_session
 from types_aiobotocore_s3.client import S3Client
 
 from storage.blobs import BlobNotFoundError, StoredBlob, create_blob_store
@@ -27,34 +25,15 @@ from tests.blobs import (
     stream,
 )
 from tests.conftest import SettingsFactory
-from tests.s3 import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, MotoServer, run_moto_server
+from tests.s3 import (
+    ACCESS_KEY_ID,
+    REGION,
+    SECRET_ACCESS_KEY,
+    MotoServer,
+    aws_environment,
+)
 
 MB = 1024 * 1024
-
-
-@pytest.fixture(scope="session")
-def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
-    with run_moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as server:
-        yield server
-
-
-@pytest.fixture
-async def s3(moto: MotoServer) -> AsyncIterator[S3Client]:
-    async with get_session().create_client(
-        "s3",
-        endpoint_url=moto.endpoint_url,
-        region_name=REGION,
-        aws_access_key_id=ACCESS_KEY_ID,
-        aws_secret_access_key=SECRET_ACCESS_KEY,
-    ) as client:
-        yield client
-
-
-@pytest.fixture
-async def bucket(s3: S3Client) -> str:
-    name = f"blobs-{uuid.uuid4().hex[:12]}"
-    await s3.create_bucket(Bucket=name)
-    return name
 
 
 @pytest.fixture
@@ -225,10 +204,8 @@ async def test_storage_url_s3_reads_the_standard_aws_variables(
     s3: S3Client,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto.endpoint_url)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    for name, value in aws_environment(moto).items():
+        monkeypatch.setenv(name, value)
 
     store = create_blob_store(make_settings(storage_url=f"s3://{bucket}/tenant/files"))
     async with store:

@@ -26,15 +26,15 @@ from storage.scanning import ScanWorker
 from tests.blobs import repeated, stream
 from tests.cad_samples import cad_sample
 from tests.clamd import EICAR, ClamdServer, run_clamd
-from tests.s3 import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, MotoServer, run_moto_server
+from tests.s3 import (
+    ACCESS_KEY_ID,
+    REGION,
+    SECRET_ACCESS_KEY,
+    MotoServer,
+    client_options,
+)
 
 MiB = 1024 * 1024
-
-
-@pytest.fixture(scope="module")
-def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
-    with run_moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as server:
-        yield server
 
 
 @pytest.fixture(scope="module")
@@ -46,13 +46,7 @@ def clamd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClamdServer]:
 @pytest.fixture
 async def store(moto: MotoServer, tmp_path: Path) -> AsyncIterator[S3BlobStore]:
     bucket = f"scan-{uuid.uuid4().hex[:12]}"
-    async with get_session().create_client(
-        "s3",
-        endpoint_url=moto.endpoint_url,
-        region_name=REGION,
-        aws_access_key_id=ACCESS_KEY_ID,
-        aws_secret_access_key=SECRET_ACCESS_KEY,
-    ) as client:
+    async with get_session().create_client("s3", **client_options(moto)) as client:
         await client.create_bucket(Bucket=bucket)
     spool = tmp_path / "spool"
     spool.mkdir()

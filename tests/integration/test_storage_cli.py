@@ -4,7 +4,6 @@ configured as in production: STORAGE_URL and the standard AWS variables."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,15 +11,15 @@ import boto3
 import pytest
 
 from api.cli import main
-from tests.s3 import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, MotoServer, run_moto_server
+from tests.s3 import (
+    ACCESS_KEY_ID,
+    REGION,
+    SECRET_ACCESS_KEY,
+    MotoServer,
+    aws_environment,
+)
 
 ROLE = "arn:aws:iam::123456789012:role/backup"
-
-
-@pytest.fixture(scope="module")
-def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
-    with run_moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as server:
-        yield server
 
 
 @pytest.fixture
@@ -46,10 +45,8 @@ def s3_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, moto: MotoServer, bu
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("STORAGE_URL", f"s3://{bucket}")
     monkeypatch.setenv("LOG_LEVEL", "WARNING")
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto.endpoint_url)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    for name, value in aws_environment(moto).items():
+        monkeypatch.setenv(name, value)
     return bucket
 
 

@@ -4,15 +4,13 @@ termination and expiry aborting the multipart upload."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 import pytest
-from aiobotocore.session import get_session
 from aiohttp.test_utils import TestClient
 from types_aiobotocore_s3.client import S3Client
 
@@ -22,36 +20,14 @@ from core.clock import utcnow
 from db.models.files import FileVersion, Upload
 from tests.conftest import SettingsFactory
 from tests.identity import sign_in
-from tests.s3 import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, MotoServer, run_moto_server
+from tests.s3 import (
+    MotoServer,
+    aws_environment,
+)
 from tests.tus import TusClient, handled_patches, patch_and_drop, sha256, stl, wait_for_patches
 
 ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 MB = 1024 * 1024
-
-
-@pytest.fixture(scope="session")
-def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
-    with run_moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as server:
-        yield server
-
-
-@pytest.fixture
-async def s3(moto: MotoServer) -> AsyncIterator[S3Client]:
-    async with get_session().create_client(
-        "s3",
-        endpoint_url=moto.endpoint_url,
-        region_name=REGION,
-        aws_access_key_id=ACCESS_KEY_ID,
-        aws_secret_access_key=SECRET_ACCESS_KEY,
-    ) as client:
-        yield client
-
-
-@pytest.fixture
-async def bucket(s3: S3Client) -> str:
-    name = f"tus-{uuid.uuid4().hex[:12]}"
-    await s3.create_bucket(Bucket=name)
-    return name
 
 
 @pytest.fixture
@@ -63,10 +39,8 @@ async def client(
     bucket: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> TestClient[Any, Any]:
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto.endpoint_url)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    for name, value in aws_environment(moto).items():
+        monkeypatch.setenv(name, value)
     settings = make_settings(database_url=migrated_database_url, storage_url=f"s3://{bucket}/blobs")
     return await aiohttp_client(create_app(settings))
 
