@@ -198,11 +198,25 @@ class SmtpMailer(Mailer):
     async def send(self, email: OutgoingEmail) -> str:
         message = self.build_message(email)
         message_id = str(message["Message-ID"])
+        return await self.deliver(
+            message, recipient=_single_address(email.to, "to"), message_id=message_id
+        )
+
+    async def deliver(
+        self,
+        message: EmailMessage | bytes,
+        *,
+        recipient: str,
+        message_id: str,
+        signed: bool = False,
+    ) -> str:
+        """Hand a built message (or its exact bytes, e.g. DKIM-signed) to the SMTP server;
+        `MailDeliveryError` says whether trying again may help."""
         try:
             await aiosmtplib.send(
                 message,
                 sender=self._sender_address,
-                recipients=[_single_address(email.to, "to")],
+                recipients=[recipient],
                 hostname=self._hostname,
                 port=self._port,
                 username=self._username,
@@ -221,7 +235,7 @@ class SmtpMailer(Mailer):
                 reason=str(error),
             )
             raise error from exc
-        log.info("mail.sent", message_id=message_id, host=self._hostname)
+        log.info("mail.sent", message_id=message_id, host=self._hostname, signed=signed)
         return message_id
 
 

@@ -13,10 +13,8 @@ import email.policy
 from email.utils import getaddresses
 from pathlib import Path
 
-import aiosmtplib
-
 from core.logs import get_logger
-from core.mail import Mailer, OutboxMailer, OutgoingEmail, SmtpMailer, _delivery_error
+from core.mail import Mailer, OutboxMailer, OutgoingEmail, SmtpMailer
 from core.settings import Settings
 from hub.email.dkim import DkimSigner, create_dkim_signer
 
@@ -54,31 +52,9 @@ class SignedSmtpMailer(SmtpMailer):
     async def send(self, email: OutgoingEmail) -> str:
         data, message_id = await signed_bytes(self, self.signer, email)
         [(_, recipient)] = getaddresses([email.to])
-        try:
-            await aiosmtplib.send(
-                data,
-                sender=self._sender_address,
-                recipients=[recipient],
-                hostname=self._hostname,
-                port=self._port,
-                username=self._username,
-                password=self._password,
-                use_tls=self._use_tls,
-                start_tls=None,
-                timeout=self._timeout,
-            )
-        except (aiosmtplib.SMTPException, OSError) as exc:
-            error = _delivery_error(exc)
-            log.warning(
-                "mail.failed",
-                message_id=message_id,
-                retryable=error.retryable,
-                smtp_code=error.smtp_code,
-                reason=str(error),
-            )
-            raise error from exc
-        log.info("mail.sent", message_id=message_id, host=self._hostname, signed=bool(self.signer))
-        return message_id
+        return await self.deliver(
+            data, recipient=recipient, message_id=message_id, signed=self.signer is not None
+        )
 
 
 def create_signed_mailer(settings: Settings) -> Mailer:
