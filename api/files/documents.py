@@ -15,7 +15,13 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 from api.auth import authenticated, principal_of
-from api.files.downloads import BlobDownload, plan_download, send_download
+from api.files.downloads import (
+    DOWNLOAD_CONTENT_TYPES,
+    DOWNLOAD_RESPONSES,
+    BlobDownload,
+    plan_download,
+    send_download,
+)
 from api.files.notices import tell_grantee
 from api.keys import BLOBS, BUS
 from api.openapi import operation
@@ -508,15 +514,6 @@ async def _download(request: web.Request, number: int | None) -> web.StreamRespo
     return await send_download(request, store, blob, plan)
 
 
-_DOWNLOAD_RESPONSES: dict[int, type[BaseModel] | None] = {
-    200: None,
-    206: None,
-    302: None,
-    304: None,
-}
-_DOWNLOAD_TYPES = {200: "application/octet-stream", 206: "application/octet-stream"}
-
-
 @authenticated()
 @operation(
     summary="Download a version (Range, ETag/If-None-Match; a 302 to the store on S3)",
@@ -524,8 +521,8 @@ _DOWNLOAD_TYPES = {200: "application/octet-stream", 206: "application/octet-stre
     "served: `file_not_scanned` (409) while pending, `file_quarantined` / `file_scan_failed` "
     "(423).",
     tags=TAGS,
-    responses=_DOWNLOAD_RESPONSES,
-    content_types=_DOWNLOAD_TYPES,
+    responses=DOWNLOAD_RESPONSES,
+    content_types=DOWNLOAD_CONTENT_TYPES,
     auth=True,
 )
 async def download_version(request: web.Request) -> web.StreamResponse:
@@ -536,8 +533,8 @@ async def download_version(request: web.Request) -> web.StreamResponse:
 @operation(
     summary="Download the current version (as .../versions/{n}/download)",
     tags=TAGS,
-    responses=_DOWNLOAD_RESPONSES,
-    content_types=_DOWNLOAD_TYPES,
+    responses=DOWNLOAD_RESPONSES,
+    content_types=DOWNLOAD_CONTENT_TYPES,
     auth=True,
 )
 async def download_current(request: web.Request) -> web.StreamResponse:
@@ -623,9 +620,7 @@ async def grant(request: web.Request) -> web.Response:
         email=str(body.email) if body.email is not None else None,
     )
     if row.new:
-        await tell_grantee(
-            inbox=Inbox(bus=request.app[BUS]), grant=row, file_id=_file_id(request)
-        )
+        await tell_grantee(inbox=Inbox(bus=request.app[BUS]), grant=row, file_id=_file_id(request))
     return json_response(grant_body(row), status=201)
 
 

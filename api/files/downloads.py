@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from aiohttp import hdrs, web
+from pydantic import BaseModel
 
 from core.errors import AppError, NotFound
 from core.logs import get_logger
@@ -33,6 +34,11 @@ log = get_logger(__name__)
 
 PRESIGNED_TTL = 300  # seconds a redirect URL to the store stays valid
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+# OpenAPI for a download route: bytes (whole or a range), the store's redirect, or not modified.
+DOWNLOAD_RESPONSES: dict[int, type[BaseModel] | None] = {200: None, 206: None, 302: None, 304: None}
+DOWNLOAD_CONTENT_TYPES = {200: "application/octet-stream", 206: "application/octet-stream"}
 
 
 class CachePolicy(StrEnum):

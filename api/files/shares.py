@@ -23,6 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import authenticated, client_of, principal_of, public
 from api.files.downloads import (
+    DOWNLOAD_CONTENT_TYPES,
+    DOWNLOAD_RESPONSES,
     BlobDownload,
     RangeNotSatisfiable,
     plan_download,
@@ -282,23 +284,14 @@ async def _download(request: web.Request, password: str | None) -> web.StreamRes
     return await send_download(request, store, blob, plan)
 
 
-_DOWNLOAD_RESPONSES: dict[int, type[BaseModel] | None] = {
-    200: None,
-    206: None,
-    302: None,
-    304: None,
-}
-_DOWNLOAD_TYPES = {200: "application/octet-stream", 206: "application/octet-stream"}
-
-
 @public()
 @operation(
     summary="Download through a share link (password in X-Share-Password)",
     description="Each answer with content (200, 206, or the 302 to the store) counts against "
     "the link's download limit; 304 and 416 do not.",
     tags=TAGS,
-    responses=_DOWNLOAD_RESPONSES,
-    content_types=_DOWNLOAD_TYPES,
+    responses=DOWNLOAD_RESPONSES,
+    content_types=DOWNLOAD_CONTENT_TYPES,
 )
 async def download_share(request: web.Request) -> web.StreamResponse:
     return await _download(request, request.headers.get(PASSWORD_HEADER))
@@ -312,8 +305,8 @@ class PasswordForm(BaseModel):
 @operation(
     summary="Download through a password-protected share link (HTML form: password=...)",
     tags=TAGS,
-    responses=_DOWNLOAD_RESPONSES,
-    content_types=_DOWNLOAD_TYPES,
+    responses=DOWNLOAD_RESPONSES,
+    content_types=DOWNLOAD_CONTENT_TYPES,
 )
 async def download_share_form(request: web.Request) -> web.StreamResponse:
     if request.content_type == "application/json":
