@@ -8,10 +8,11 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from api.keys import BUS
+from api.keys import BUS, KEYS, SETTINGS
 from core.bus import Event
+from core.permissions import Role
 from tests.fakes.stripe_server import FakeStripe, event, sign
-from tests.identity import SignedIn
+from tests.identity import SignedIn, sign_in
 
 
 @dataclass
@@ -112,3 +113,18 @@ class Shop:
         assert resp.status == 200, await resp.text()
         data: dict[str, Any] = await resp.json()
         return data
+
+
+async def open_shop(client: TestClient[Any, Any], stripe: FakeStripe, *listen: str) -> Shop:
+    """A shop with a staff member, an admin and a customer, recording the bus `listen` events."""
+    keys = client.app[KEYS]
+    url = client.app[SETTINGS].database_url
+    shop = Shop(
+        client=client,
+        stripe=stripe,
+        staff=await sign_in(url, keys, role=Role.EDITOR),
+        admin=await sign_in(url, keys, role=Role.ADMIN),
+        customer=await sign_in(url, keys),
+    )
+    await shop.listen(*listen)
+    return shop

@@ -17,7 +17,6 @@ from api.commerce import checkout, ledger
 from api.commerce.payments_stripe import StripeGateway
 from api.keys import KEYS
 from core.clock import utcnow
-from core.permissions import Role
 from core.settings import Settings
 from db.connection import open_database
 from db.models.chat import Notification
@@ -33,7 +32,7 @@ from db.models.commerce import (
     StockReservation,
     WebhookEvent,
 )
-from tests.commerce_shop import Shop
+from tests.commerce_shop import Shop, open_shop
 from tests.conftest import SettingsFactory
 from tests.fakes.stripe_server import SECRET_KEY, WEBHOOK_SECRET, FakeStripe, event, sign
 from tests.identity import sign_in
@@ -59,20 +58,8 @@ def settings(
 
 
 @pytest.fixture
-async def shop(
-    client: TestClient[Any, Any], settings: Settings, stripe_fake: tuple[FakeStripe, str]
-) -> Shop:
-    keys = client.app[KEYS]
-    url = settings.database_url
-    shop = Shop(
-        client=client,
-        stripe=stripe_fake[0],
-        staff=await sign_in(url, keys, role=Role.EDITOR),
-        admin=await sign_in(url, keys, role=Role.ADMIN),
-        customer=await sign_in(url, keys),
-    )
-    await shop.listen("order.*", "inventory.*", "notification.created")
-    return shop
+async def shop(client: TestClient[Any, Any], stripe_fake: tuple[FakeStripe, str]) -> Shop:
+    return await open_shop(client, stripe_fake[0], "order.*", "inventory.*", "notification.created")
 
 
 async def _stock(url: str, variant_id: str) -> Stock:

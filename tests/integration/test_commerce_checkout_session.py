@@ -15,9 +15,7 @@ from aiohttp.test_utils import TestClient
 
 from api.commerce import checkout, ledger
 from api.commerce.payments_stripe import StripeGateway
-from api.keys import KEYS
 from core.clock import utcnow
-from core.permissions import Role
 from core.settings import Settings
 from db.connection import open_database
 from db.models.commerce import (
@@ -30,10 +28,9 @@ from db.models.commerce import (
     Stock,
     WebhookEvent,
 )
-from tests.commerce_shop import Shop
+from tests.commerce_shop import Shop, open_shop
 from tests.conftest import SettingsFactory
 from tests.fakes.stripe_server import SECRET_KEY, WEBHOOK_SECRET, FakeStripe
-from tests.identity import sign_in
 
 PUBLIC_URL = "https://hub.example.test"
 
@@ -59,20 +56,8 @@ def settings(
 
 
 @pytest.fixture
-async def shop(
-    client: TestClient[Any, Any], settings: Settings, stripe_fake: tuple[FakeStripe, str]
-) -> Shop:
-    keys = client.app[KEYS]
-    url = settings.database_url
-    shop = Shop(
-        client=client,
-        stripe=stripe_fake[0],
-        staff=await sign_in(url, keys, role=Role.EDITOR),
-        admin=await sign_in(url, keys, role=Role.ADMIN),
-        customer=await sign_in(url, keys),
-    )
-    await shop.listen("order.*", "inventory.*")
-    return shop
+async def shop(client: TestClient[Any, Any], stripe_fake: tuple[FakeStripe, str]) -> Shop:
+    return await open_shop(client, stripe_fake[0], "order.*", "inventory.*")
 
 
 async def _stock(url: str, variant_id: str) -> tuple[int, int]:
