@@ -18,12 +18,13 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from api.auth import public, requires
-from api.keys import EMAIL, SETTINGS
+from api.keys import BUS, EMAIL, SETTINGS
 from api.openapi import operation
 from api.requests import json_response
 from core.errors import NotFound, Unauthorized, ValidationFailed
 from core.permissions import Permission
 from hub.email.suppression import (
+    announce_suppressed,
     apply_bounce_events,
     apply_unsubscribe,
     check_webhook_signature,
@@ -100,6 +101,9 @@ async def email_unsubscribe(request: web.Request) -> web.Response:
     token = request.match_info["token"]
     target = request.app[EMAIL].composer.links.read_unsubscribe(token)
     await apply_unsubscribe(user_id=target.user_id, address=target.address, type=target.type)
+    await announce_suppressed(
+        request.app[BUS], address=target.address, scope=target.type, reason="unsubscribe"
+    )
     return _page("Unsubscribed", "<p>You will no longer receive these emails.</p>")
 
 
@@ -160,6 +164,10 @@ async def email_bounces(request: web.Request) -> web.Response:
         raise ValidationFailed("malformed_json", "The body is not valid JSON") from None
     events = parse_bounce_payload(payload)
     suppressed = await apply_bounce_events(events)
+    for event in events:
+        await announce_suppressed(
+            request.app[BUS], address=event.address, scope="*", reason=event.kind.value
+        )
     return json_response(BounceResult(events=len(events), suppressed=suppressed))
 
 

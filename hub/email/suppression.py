@@ -23,6 +23,7 @@ from uuid import UUID
 
 from tortoise.exceptions import IntegrityError
 
+from core.bus import EventBus
 from db.models.email import EmailEvent, EmailEventKind, EmailMessage, EmailSuppression
 from hub.preferences import TYPE_DEFAULTS, turn_off_email
 
@@ -160,4 +161,15 @@ async def apply_unsubscribe(*, user_id: UUID, address: str, type: str) -> None:
         await turn_off_email(user_id=user_id, type=name)
     await EmailEvent.create(
         kind=EmailEventKind.UNSUBSCRIBE, address=normalize_address(address), detail=type
+    )
+
+
+async def announce_suppressed(bus: EventBus, *, address: str, scope: str, reason: str) -> None:
+    """`email.suppressed` on the bus: the seam for a marketing-platform connector (Mailchimp,
+    ConvertKit), which subscribes to it and unsubscribes the contact there too, so campaigns
+    and transactional mail honour one suppression list. Nothing in the hub listens yet."""
+    await bus.emit(
+        "email.suppressed",
+        {"address": normalize_address(address), "scope": scope, "reason": reason},
+        subject=f"email:{normalize_address(address)}",
     )

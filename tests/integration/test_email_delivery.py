@@ -451,6 +451,13 @@ async def test_the_bounce_webhook_suppresses_the_address_and_no_mail_goes_there(
         ),
     }
     body = json.dumps(ses).encode()
+    announced: list[dict[str, Any]] = []
+
+    async def record(event: Any) -> None:
+        announced.append(event.data)
+
+    assert mail_client.app is not None
+    await mail_client.app[BUS].subscribe("email.suppressed", record)
 
     forged = await mail_client.post(
         "/api/v1/email/bounces", data=body, headers=_signed(body, "not-the-secret")
@@ -462,6 +469,9 @@ async def test_the_bounce_webhook_suppresses_the_address_and_no_mail_goes_there(
 
     accepted = await mail_client.post("/api/v1/email/bounces", data=body, headers=_signed(body))
     assert accepted.status == 200
+    await _settle(mail_client)
+    # The seam for a marketing platform: the suppression is announced on the bus.
+    assert announced == [{"address": customer.email, "scope": "*", "reason": "bounce"}]
     assert await accepted.json() == {"events": 1, "suppressed": 1}
 
     await _staff_reply(mail_client, customer, agent, "Answer")
