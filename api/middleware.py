@@ -13,11 +13,13 @@ import time
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 
+import asyncpg  # type: ignore[import-untyped]
 import structlog
 from aiohttp import hdrs, web
+from tortoise.exceptions import DBConnectionError
 
 from api.keys import DATABASE, METRICS, REQUEST_ID, SETTINGS
-from core.errors import AppError, Forbidden
+from core.errors import AppError, Forbidden, ServiceUnavailable
 from core.ids import new_id_str
 from core.logs import get_logger
 
@@ -97,6 +99,43 @@ def _code_for_status(status: int) -> str:
     return re.sub(r"[^a-z0-9]+", "_", phrase.lower()).strip("_")
 
 
+# The database server is down, restarting, or cut the link: asyncpg's connection errors, or an
+# OSError (connection refused or reset) raised inside the database driver.
+_DATABASE_CONNECTION_ERRORS = (
+    DBConnectionError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.InterfaceError,
+)
+_DATABASE_MODULES = ("asyncpg", "tortoise")
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` (or what caused it) means the database cannot be reached right now."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, _DATABASE_CONNECTION_ERRORS):
+            return True
+        if isinstance(current, (ConnectionError, TimeoutError, OSError)) and _raised_in_driver(
+            current
+        ):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _raised_in_driver(exc: BaseException) -> bool:
+    tb = exc.__traceback__
+    while tb is not None:
+        if str(tb.tb_frame.f_globals.get("__name__", "")).startswith(_DATABASE_MODULES):
+            return True
+        tb = tb.tb_next
+    return False
+
+
 @web.middleware
 async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     incoming = request.headers.get("X-Request-ID", "")
@@ -141,7 +180,13 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             if name in exc.headers:
                 response.headers[name] = exc.headers[name]
         return response
-    except Exception:
+    except Exception as exc:
+        if database_unavailable(exc):
+            log.warning("http.database_unavailable", path=request.path, error=repr(exc)[:200])
+            unavailable = ServiceUnavailable(
+                "database_unavailable", "The database is unreachable: try again shortly"
+            )
+            return error_response(unavailable, headers={hdrs.RETRY_AFTER: "1"})
         request_id = request.get(REQUEST_ID, "")
         log.exception("http.unhandled_error", method=request.method, path=request.path)
         return error_response(AppError(details={"request_id": request_id}))

@@ -42,6 +42,12 @@ from db.models.commerce import (
 TAGS = ("commerce",)
 
 
+# Bounds of what a request may say: amounts fit the BIGINT columns with room for sums (a
+# trillion minor units), counts the INT columns.
+MAX_AMOUNT = 10**12
+MAX_COUNT = 1_000_000_000
+
+
 class CommerceStrict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -55,18 +61,18 @@ class CommerceOut(BaseModel):
 
 class PriceTierIn(CommerceStrict):
     min_quantity: int = Field(ge=2, le=10_000)
-    price_amount: int = Field(ge=0)
+    price_amount: int = Field(ge=0, le=MAX_AMOUNT)
 
 
 class VariantIn(CommerceStrict):
     sku: str = Field(min_length=1, max_length=64)
     name: str = Field(default="", max_length=200)
-    price_amount: int = Field(ge=0, description="Net price in minor units")
+    price_amount: int = Field(ge=0, le=MAX_AMOUNT, description="Net price in minor units")
     currency: str = Field(pattern=r"^[A-Z]{3}$")
-    stock: int = Field(default=0, ge=0)
+    stock: int = Field(default=0, ge=0, le=MAX_COUNT)
     allow_backorder: bool = False
-    low_stock_threshold: int = Field(default=0, ge=0)
-    promo_price_amount: int | None = Field(default=None, ge=0)
+    low_stock_threshold: int = Field(default=0, ge=0, le=MAX_COUNT)
+    promo_price_amount: int | None = Field(default=None, ge=0, le=MAX_AMOUNT)
     promo_starts_at: datetime | None = None
     promo_ends_at: datetime | None = None
     price_tiers: list[PriceTierIn] = Field(default_factory=list, max_length=10)
@@ -204,7 +210,9 @@ class MoveIn(CommerceStrict):
 
 
 class RefundIn(CommerceStrict):
-    amount: int | None = Field(default=None, gt=0, description="Minor units; omit for the rest")
+    amount: int | None = Field(
+        default=None, gt=0, le=MAX_AMOUNT, description="Minor units; omit for the rest"
+    )
     reason: str = Field(default="", max_length=200)
 
 
@@ -222,13 +230,13 @@ class CouponIn(CommerceStrict):
     code: str = Field(min_length=2, max_length=40, pattern=r"^[A-Za-z0-9_-]+$")
     kind: CouponKind
     percent_off: int | None = Field(default=None, ge=1, le=100)
-    amount_off: int | None = Field(default=None, gt=0)
+    amount_off: int | None = Field(default=None, gt=0, le=MAX_AMOUNT)
     currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
-    min_subtotal_amount: int = Field(default=0, ge=0)
+    min_subtotal_amount: int = Field(default=0, ge=0, le=MAX_AMOUNT)
     valid_from: datetime | None = None
     valid_until: datetime | None = None
-    max_uses: int | None = Field(default=None, ge=1)
-    max_uses_per_customer: int | None = Field(default=None, ge=1)
+    max_uses: int | None = Field(default=None, ge=1, le=MAX_COUNT)
+    max_uses_per_customer: int | None = Field(default=None, ge=1, le=MAX_COUNT)
 
 
 class CouponOut(BaseModel):
@@ -238,7 +246,7 @@ class CouponOut(BaseModel):
 
 
 class StockIn(CommerceStrict):
-    on_hand: int = Field(ge=0)
+    on_hand: int = Field(ge=0, le=MAX_COUNT)
 
 
 class StockOut(CommerceOut):
