@@ -12,6 +12,7 @@ export default defineConfig({
     outDir: "dist",
     emptyOutDir: true,
     sourcemap: true,
+    chunkSizeWarningLimit: 700, // the 3D viewer (three.js), loaded only on a file's page
     rollupOptions: {
       input: {
         portal: resolve(root, "index.html"),

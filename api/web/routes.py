@@ -39,6 +39,11 @@ PORTAL_PAGES = (
     "/chat",
     "/chat/{conversation_id}",
     "/notifications",
+    "/files",
+    "/files/{file_id}",
+    "/shop",
+    "/orders",
+    "/orders/{order_id}",
 )
 DASHBOARD_PAGES = ("/dashboard", "/dashboard/{rest:.*}")
 

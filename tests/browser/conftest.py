@@ -103,9 +103,17 @@ class HubServer:
                 raise AssertionError(f"no {page} mail to {address} in {self.outbox}")
             time.sleep(0.1)  # a file in a directory: nothing to wait on but the clock
 
-    def api(self, method: str, path: str, body: Any = None, token: str | None = None) -> Any:
-        """A JSON call to the API from the test itself (setup, not what is being tested)."""
-        headers = {"Content-Type": "application/json", "X-Forwarded-For": "203.0.113.7"}
+    def api(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        token: str | None = None,
+        address: str = "203.0.113.7",
+    ) -> Any:
+        """A JSON call to the API from the test itself (setup, not what is being tested), as
+        a client at `address` (each address has its own rate-limit budget)."""
+        headers = {"Content-Type": "application/json", "X-Forwarded-For": address}
         if token:
             headers["Authorization"] = f"Bearer {token}"
         data = None if body is None else json.dumps(body).encode()

@@ -10,6 +10,7 @@ import { announce, clear, connectionBanner, errorText, formatTime, h, shortId } 
 import { HubSocket } from "../lib/socket";
 import type { CannedReply, Conversation, DashboardEvent, Presence, User } from "../lib/types";
 import { isStaff } from "../lib/types";
+import { PlotsPanel, RenderFarmPanel, SecurityPanel, customerContext } from "./panels";
 
 const EVENT_TYPES = [
   "chat.conversation_created",
@@ -87,13 +88,20 @@ function startDashboard(me: User): void {
   const shown = new Set(EVENT_TYPES);
   const events: DashboardEvent[] = [];
   let canned: CannedReply[] = [];
+  const farm = new RenderFarmPanel();
+  const plots = new PlotsPanel(session, farm);
+  const isAdmin = me.role === "admin" || me.role === "super_admin";
+  const security = new SecurityPanel(session);
+  const names = new Map<string, string>(); // from presence:list
 
   // -- names ---------------------------------------------------------------------------------
   const customers = new Set<string>();
   const nameOf = (userId: string | null): string => {
     if (userId === null) return "System";
     if (userId === me.id) return "You";
-    return customers.has(userId) ? `Customer ${shortId(userId)}` : `Staff ${shortId(userId)}`;
+    const known = names.get(userId);
+    const kind = customers.has(userId) ? "Customer" : "Staff";
+    return known ? `${kind} ${known}` : `${kind} ${shortId(userId)}`;
   };
 
   // -- layout --------------------------------------------------------------------------------
@@ -219,6 +227,9 @@ function startDashboard(me: User): void {
             filters,
             feedList,
           ),
+          farm.element,
+          isAdmin ? security.element : null,
+          plots.element,
         ),
       ),
     ),
@@ -330,7 +341,10 @@ function startDashboard(me: User): void {
       heading: `${conversation?.subject || "Conversation"} · ${conversation ? nameOf(conversation.customer_id) : ""}`,
       headingLevel: 3,
       nameOf,
-      actions: [h("div", { class: "row" }, take, resolve, close)],
+      actions: [
+        h("div", { class: "row" }, take, resolve, close),
+        conversation ? customerContext(session, conversation.customer_id) : null,
+      ].filter((a): a is HTMLElement => a !== null),
       composerExtras: (insert) => cannedPicker(insert),
     });
     view.element.addEventListener("console:closed", stopWatching);
@@ -438,6 +452,8 @@ function startDashboard(me: User): void {
     events.unshift(e);
     events.length = Math.min(events.length, FEED_LIMIT);
     renderFeed();
+    if (farm.onEvent(e) && e.type === "render.completed") plots.render();
+    if (isAdmin) security.onEvent(e);
   });
   socket.afterConnect(async () => {
     await loadQueue();
@@ -447,7 +463,17 @@ function startDashboard(me: User): void {
     }
     const reply = await socket.call<{ presence: Presence }>("presence:set", { status: statusSelect.value });
     presence.set(me.id, reply.presence);
+    // who is online now (later changes arrive as `presence` events)
+    const snapshot = await socket.call<{ users: (Presence & { display_name: string; role: string })[] }>("presence:list", {});
+    for (const u of snapshot.users) {
+      if (u.display_name) names.set(u.user_id, u.display_name);
+      if (u.role === "customer") customers.add(u.user_id);
+      if (u.user_id !== me.id) presence.set(u.user_id, u);
+    }
     renderOnline();
+    const all = new Map<string, Conversation>(queue);
+    for (const thread of chat.threads.values()) if (thread.conversation) all.set(thread.conversation.id, thread.conversation);
+    void plots.load([...all.values()]).catch(() => undefined);
   });
   socket.onState((state) => {
     if (state === "signed-out") signInPage("Your session has ended. Please sign in again.");
@@ -457,6 +483,7 @@ function startDashboard(me: User): void {
   renderOnline();
   renderFeed();
   void loadCanned().catch(() => undefined);
+  if (isAdmin) void security.load().catch(() => undefined);
   socket.start();
 }
 

@@ -12,7 +12,10 @@ import { disablePush, enablePush, pushState } from "../lib/push";
 import { HubSocket } from "../lib/socket";
 import type { Conversation, OAuthProvider, User } from "../lib/types";
 import { isStaff } from "../lib/types";
+import { filePage, filesPage } from "./files";
 import { field, formError, navigate, onLinkClick } from "./forms";
+import type { PageContext } from "./pagecontext";
+import { ordersPage, shopPage } from "./shop";
 
 const session = new Session();
 const app = document.getElementById("app") as HTMLElement;
@@ -96,6 +99,9 @@ function shell(path: string, content: HTMLElement): void {
     cleanups.push(live.notifications.onChange(updateBadge));
     updateBadge();
     items.push(navLink("/chat", "Support chat", path.startsWith("/chat")));
+    items.push(navLink("/files", "Files", path.startsWith("/files")));
+    items.push(navLink("/shop", "Shop", path === "/shop"));
+    items.push(navLink("/orders", "Orders", path.startsWith("/orders")));
     items.push(navLink("/notifications", ["Notifications", badge], path === "/notifications"));
     if (isStaff(user)) items.push(h("li", {}, h("a", { href: "/dashboard" }, "Staff dashboard")));
   } else {
@@ -536,6 +542,18 @@ function route(): void {
     return shell("/sign-in", signInPage(params));
   }
   if (pathname === "/notifications") return shell(pathname, notificationsPage());
+  const context: PageContext = {
+    session,
+    socket: (live as Live).socket,
+    onLeave: (cleanup) => cleanups.push(cleanup),
+  };
+  if (pathname === "/files") return shell(pathname, filesPage(context, params));
+  const file = /^\/files\/([0-9a-f-]{36})$/.exec(pathname);
+  if (file?.[1]) return shell(pathname, filePage(context, file[1]));
+  if (pathname === "/shop") return shell(pathname, shopPage(context));
+  if (pathname === "/orders") return shell(pathname, ordersPage(context, null));
+  const order = /^\/orders\/([0-9a-f-]{36})$/.exec(pathname);
+  if (order?.[1]) return shell(pathname, ordersPage(context, order[1]));
   const match = /^\/chat\/([0-9a-f-]{36})$/.exec(pathname);
   if (match?.[1]) return shell(pathname, chatPage(match[1]));
   if (pathname !== "/chat") history.replaceState(null, "", "/chat");
