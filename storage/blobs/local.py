@@ -11,7 +11,7 @@ import re
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from storage.blobs.base import (
     BATCH_SIZE,
@@ -122,11 +122,11 @@ class LocalBlobStore(BlobStore):
 
     async def open(self, key: str) -> AsyncGenerator[bytes, None]:
         path = self.path_of(key)
-        try:
-            file = await asyncio.to_thread(path.open, "rb")
-        except FileNotFoundError:
-            raise BlobNotFoundError(key) from None
-        return _read_chunks(file)
+        if not await asyncio.to_thread(path.is_file):
+            raise BlobNotFoundError(key)
+        # The file is opened by the generator's first step, so a caller that never reads it
+        # (a 304, a HEAD) leaves no open file behind.
+        return _read_chunks(path, key)
 
     async def exists(self, key: str) -> bool:
         return await asyncio.to_thread(self.path_of(key).is_file)
@@ -139,7 +139,11 @@ class LocalBlobStore(BlobStore):
         return None  # the app streams local blobs itself
 
 
-async def _read_chunks(file: BinaryIO) -> AsyncGenerator[bytes, None]:
+async def _read_chunks(path: Path, key: str) -> AsyncGenerator[bytes, None]:
+    try:
+        file = await asyncio.to_thread(path.open, "rb")
+    except FileNotFoundError:  # removed since `open` looked
+        raise BlobNotFoundError(key) from None
     try:
         while chunk := await asyncio.to_thread(file.read, READ_SIZE):
             yield chunk
