@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from redis.exceptions import RedisError
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q
 from tortoise.functions import Count
@@ -22,6 +23,7 @@ from tortoise.transactions import in_transaction
 from core.bus import EventBus
 from core.clock import utcnow
 from core.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from core.logs import get_logger
 from core.permissions import Permission, Role, has_permission
 from core.principal import Principal
 from db.models.chat import (
@@ -37,6 +39,11 @@ from db.models.identity import User
 from storage.file_access import readable_file_ids
 
 HISTORY_LIMIT = 100
+# What pub/sub (Redis) raises while it is away. Once a message is stored, telling others is
+# best effort: the database is the log, and clients catch up with `sync`.
+FANOUT_ERRORS = (RedisError, OSError)
+
+log = get_logger(__name__)
 MAX_ATTACHMENTS = 10
 SYNC_LIMIT = 500
 
@@ -222,16 +229,24 @@ class ChatService:
         the message keeps a snapshot of each (name, size, type, version), and the customer
         of the conversation is granted read access to files that are not theirs."""
         self._check_body(body)
-        await self.conversation_for(principal, conversation_id)
-        existing = await self._by_client_id(conversation_id, principal.user_id, client_msg_id)
-        if existing is not None:
-            conversation = await Conversation.get(id=conversation_id)
-            return Sent(
-                message=MessageView.of(existing),
-                conversation=ConversationView.of(conversation),
-                created=False,
-            )
-        files = await self._attachable(principal, attachments)
+        files: list[File] = []
+        if attachments:
+            # Look before checking files: a retried send gets its message back even if an
+            # attachment has become unreadable since.
+            await self.conversation_for(principal, conversation_id)
+            existing = await self._by_client_id(conversation_id, principal.user_id, client_msg_id)
+            if existing is not None:
+                conversation = await Conversation.get(id=conversation_id)
+                return Sent(
+                    message=MessageView.of(existing),
+                    conversation=ConversationView.of(conversation),
+                    created=False,
+                )
+            files = await self._attachable(principal, attachments)
+        # The plain message (the hot path) is one transaction: the access check on the locked
+        # conversation row, the numbering and the insert; a retried client_msg_id hits the
+        # unique constraint, the transaction rolls back (no seq is used) and the stored
+        # message is returned below.
         try:
             sent = await self._insert(
                 conversation_id=conversation_id,
@@ -240,9 +255,10 @@ class ChatService:
                 body=body,
                 attachments=[_attachment(f) for f in files],
                 shared_files=files,
+                reader=principal,
             )
         except IntegrityError:
-            # The same client_msg_id raced in through another connection or node.
+            # A retried client_msg_id (or one that raced in through another connection or node).
             stored = await self._by_client_id(conversation_id, principal.user_id, client_msg_id)
             if stored is None:
                 raise
@@ -252,18 +268,21 @@ class ChatService:
                 conversation=ConversationView.of(conversation),
                 created=False,
             )
-        await self._bus.emit(
-            "chat.message_created",
-            {
-                **sent.message.wire(),
-                "customer_id": str(sent.conversation.customer_id),
-                "assignee_id": str(sent.conversation.assignee_id)
-                if sent.conversation.assignee_id
-                else None,
-            },
-            actor_id=str(principal.user_id),
-            subject=f"conversation:{conversation_id}",
-        )
+        try:
+            await self._bus.emit(
+                "chat.message_created",
+                {
+                    **sent.message.wire(),
+                    "customer_id": str(sent.conversation.customer_id),
+                    "assignee_id": str(sent.conversation.assignee_id)
+                    if sent.conversation.assignee_id
+                    else None,
+                },
+                actor_id=str(principal.user_id),
+                subject=f"conversation:{conversation_id}",
+            )
+        except FANOUT_ERRORS as exc:  # stored: the news waits for sync, the send succeeded
+            log.warning("chat.event_deferred", message_id=str(sent.message.id), error=str(exc))
         return sent
 
     async def _attachable(self, principal: Principal, file_ids: Sequence[UUID]) -> list[File]:
@@ -300,11 +319,21 @@ class ChatService:
         attachments: list[dict[str, Any]],
         kind: MessageKind = MessageKind.TEXT,
         shared_files: Sequence[File] = (),
+        reader: Principal | None = None,
     ) -> Sent:
+        """Number and store a message. With `reader`, the conversation must be one they may
+        see (as `conversation_for`), checked on the locked row."""
         now = utcnow()
         reopened = False
         async with in_transaction():
-            conversation = await Conversation.filter(id=conversation_id).select_for_update().get()
+            found = await Conversation.filter(id=conversation_id).select_for_update().get_or_none()
+            if found is None or (
+                reader is not None
+                and found.customer_id != reader.user_id  # type: ignore[attr-defined]
+                and not may_read_any(reader)
+            ):
+                raise NotFound("conversation_not_found", "No such conversation")
+            conversation = found
             conversation.last_seq += 1
             conversation.last_message_at = now
             fields = ["last_seq", "last_message_at", "updated_at"]

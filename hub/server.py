@@ -29,9 +29,10 @@ from core.settings import Settings
 from core.tokens import KeyRing
 from db.models.chat import Conversation, Notification
 from db.models.identity import User
-from hub.chat import ChatService, ConversationView, Sent
+from hub.chat import FANOUT_ERRORS, ChatService, ConversationView, Sent
 from hub.dashboard import DASHBOARD_TYPES
 from hub.email.queue import EmailQueue
+from hub.fastio import FanoutMixin, LocalManager, orjson_module, tune
 from hub.gateway import Gateway, refuse
 from hub.metrics import HubMetrics
 from hub.notify import Inbox
@@ -52,15 +53,17 @@ FILE_ROOM_EVENTS: dict[str, str] = {
 }
 
 PRESENCE_LIST_LIMIT = 500
+STAFF_OFFER_INTERVAL = 1.0  # seconds: at most ~2 queue updates per conversation per window
 
 log = get_logger(__name__)
 
 __all__ = ["Hub", "RedisClientManager", "refuse", "user_room"]
 
 
-class RedisClientManager(socketio.AsyncRedisManager):  # type: ignore[misc]
+class RedisClientManager(socketio.AsyncRedisManager, FanoutMixin):  # type: ignore[misc]
     """python-socketio's Redis manager, plus the close it lacks: `AsyncServer.shutdown()`
-    stops Engine.IO but leaves the manager's listener task and Redis connections open."""
+    stops Engine.IO but leaves the manager's listener task and Redis connections open.
+    Local delivery goes through `FanoutMixin` (hub/fastio.py)."""
 
     async def close(self) -> None:
         listener: asyncio.Task[None] | None = getattr(self, "thread", None)
@@ -78,8 +81,10 @@ class RedisClientManager(socketio.AsyncRedisManager):  # type: ignore[misc]
 
 def create_client_manager(settings: Settings) -> socketio.AsyncManager:
     if settings.redis_url is None:
-        return socketio.AsyncManager()
-    return RedisClientManager(settings.redis_url, channel=f"{settings.redis_prefix}socketio")
+        return LocalManager()
+    return RedisClientManager(
+        settings.redis_url, channel=f"{settings.redis_prefix}socketio", json=orjson_module
+    )
 
 
 class Hub:
@@ -94,11 +99,15 @@ class Hub:
             max_http_buffer_size=settings.max_request_bytes,
             logger=False,
             engineio_logger=False,
+            json=orjson_module,
         )
+        tune(self.sio)
         self.gateway = Gateway(self)
         self.sio.register_namespace(self.gateway)
         self._sids_by_user: dict[UUID, set[str]] = {}
         self._conns: dict[str, tuple[UUID, str]] = {}  # sid -> (user id, connection id)
+        # conversation id -> the newest offer held back in its window (None: nothing held)
+        self._held_offers: dict[UUID, ConversationView | None] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._subscriptions: list[Subscription] = []
         self._started = False
@@ -286,15 +295,16 @@ class Hub:
 
     async def deliver(self, sent: Sent) -> None:
         """A stored message goes to its room (every node), and to the inbox of a recipient
-        who is not online, so the notification channels can reach them."""
+        who is not online, so the notification channels can reach them. Best effort while
+        Redis is away: the live fan-out waits (clients `sync`), a recipient whose presence
+        cannot be read counts as offline (an inbox row too many beats one too few), and the
+        sender's send has succeeded either way."""
         message = sent.message
-        await self.gateway.emit_room(
-            "chat:message", message.wire(), room=conversation_room(message.conversation_id)
-        )
-        self.metrics.delivery.observe(max(0.0, time.time() - message.created_at.timestamp()))
+        try:
+            await self._fan_out(sent)
+        except FANOUT_ERRORS as exc:
+            log.warning("hub.fanout_deferred", message_id=str(message.id), error=str(exc))
         conversation = sent.conversation
-        if sent.reopened or conversation.assignee_id is None:
-            await self.offer_to_staff(conversation)
         recipient = (
             conversation.assignee_id
             if message.sender_id == conversation.customer_id
@@ -302,31 +312,75 @@ class Hub:
         )
         if recipient is None or recipient == message.sender_id:
             return
-        if (await self.presence.get(str(recipient))).online:
+        try:
+            online = (await self.presence.get(str(recipient))).online
+        except FANOUT_ERRORS:
+            online = False
+        if online:
             return
-        await self.inbox.create(
-            user_id=recipient,
-            type="chat.new_message",
-            title="New message",
-            body=message.body[:140],
-            link=f"/chat/{message.conversation_id}",
-            data={
-                "conversation_id": str(message.conversation_id),
-                "seq": message.seq,
-                "message_id": str(message.id),
-            },
+        try:
+            await self.inbox.create(
+                user_id=recipient,
+                type="chat.new_message",
+                title="New message",
+                body=message.body[:140],
+                link=f"/chat/{message.conversation_id}",
+                data={
+                    "conversation_id": str(message.conversation_id),
+                    "seq": message.seq,
+                    "message_id": str(message.id),
+                },
+            )
+        except FANOUT_ERRORS as exc:  # the row is written before the event: sync replays it
+            log.warning("hub.notify_deferred", message_id=str(message.id), error=str(exc))
+
+    async def _fan_out(self, sent: Sent) -> None:
+        message = sent.message
+        await self.gateway.emit_room(
+            "chat:message", message.wire(), room=conversation_room(message.conversation_id)
         )
+        self.metrics.delivery.observe(max(0.0, time.time() - message.created_at.timestamp()))
+        conversation = sent.conversation
+        if sent.reopened:
+            await self.offer_to_staff(conversation)
+        elif conversation.assignee_id is None:
+            await self.offer_to_staff(conversation, coalesce=True)
 
     async def announce_conversation(self, view: ConversationView) -> None:
+        self._drop_held_offer(view.id)
         data = view.wire()
         await self.gateway.emit_room("chat:conversation", data, room=conversation_room(view.id))
         await self.gateway.emit_room("chat:conversation", data, room=STAFF)
         if view.assignee_id is not None:
             await self.gateway.emit_room("chat:assigned", data, room=user_room(view.assignee_id))
 
-    async def offer_to_staff(self, view: ConversationView) -> None:
-        """A conversation waiting for someone: staff consoles update their queue."""
+    async def offer_to_staff(self, view: ConversationView, *, coalesce: bool = False) -> None:
+        """A conversation waiting for someone: staff consoles update their queue.
+
+        With `coalesce` (a new message in an unassigned conversation), the first offer goes
+        out at once and later ones within STAFF_OFFER_INTERVAL are folded into one trailing
+        offer of the newest state: the queue's `last_seq`/`last_message_at` stay current
+        without a second fan-out to every staff socket per message."""
+        if not coalesce:
+            self._drop_held_offer(view.id)
+        elif view.id in self._held_offers:
+            self._held_offers[view.id] = view  # sent when the window closes
+            return
+        else:
+            self._held_offers[view.id] = None
+            self._spawn(self._flush_offer(view.id))
         await self.gateway.emit_room("chat:conversation", view.wire(), room=STAFF)
+
+    def _drop_held_offer(self, conversation_id: UUID) -> None:
+        """A newer state went out: a held (older) offer must not follow it."""
+        if self._held_offers.get(conversation_id) is not None:
+            self._held_offers[conversation_id] = None
+
+    async def _flush_offer(self, conversation_id: UUID) -> None:
+        await asyncio.sleep(STAFF_OFFER_INTERVAL)
+        view = self._held_offers.pop(conversation_id, None)
+        if view is not None:
+            await self.gateway.emit_room("chat:conversation", view.wire(), room=STAFF)
 
     async def authorize_file_room(self, principal: Principal, file_id: str) -> UUID:
         """The file's room is open to whoever may read the file (owner, grantees, staff with

@@ -124,7 +124,7 @@ async def test_a_killed_node_loses_no_message(
         acked: set[str] = set()
 
         async def customer_sends() -> None:
-            for n in range(30):
+            for n in range(300):  # more than a fast node acks before the kill
                 msg_id = f"c-{n}"
                 sent[msg_id] = f"customer {n}"
                 try:
@@ -160,7 +160,7 @@ async def test_a_killed_node_loses_no_message(
 
         await asyncio.gather(customer_sends(), agent_sends(), kill_soon())
         assert node_1.process.returncode is not None
-        assert len(acked) < 30, "node 1 died after the burst: the drill proved nothing"
+        assert len(acked) < 300, "node 1 died after the burst: the drill proved nothing"
 
         # Back on node 2: retry what was not acknowledged, then sync from what it had seen.
         seen: dict[str, dict[str, Any]] = {m["id"]: m for m in customer.pending("chat:message")}
