@@ -11,7 +11,7 @@ import re
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from storage.blobs.base import (
     BATCH_SIZE,
@@ -141,7 +141,7 @@ class LocalBlobStore(BlobStore):
 
 async def _read_chunks(path: Path, key: str) -> AsyncGenerator[bytes, None]:
     try:
-        file = await asyncio.to_thread(path.open, "rb")
+        file = await _open_for_reading(path)
     except FileNotFoundError:  # removed since `open` looked
         raise BlobNotFoundError(key) from None
     try:
@@ -149,6 +149,26 @@ async def _read_chunks(path: Path, key: str) -> AsyncGenerator[bytes, None]:
             yield chunk
     finally:
         file.close()
+
+
+async def _open_for_reading(path: Path) -> BinaryIO:
+    """Open in a worker thread; if the caller is cancelled meanwhile, the file the thread
+    opened anyway is closed, not leaked."""
+    opening: asyncio.Future[BinaryIO] = asyncio.ensure_future(asyncio.to_thread(_open, path))
+    try:
+        return await asyncio.shield(opening)
+    except asyncio.CancelledError:
+        opening.add_done_callback(_close_opened)
+        raise
+
+
+def _open(path: Path) -> BinaryIO:
+    return path.open("rb")
+
+
+def _close_opened(opening: asyncio.Future[BinaryIO]) -> None:
+    if not opening.cancelled() and opening.exception() is None:
+        opening.result().close()
 
 
 def _hash_file(path: Path, digest: hashlib._Hash) -> int:
