@@ -90,3 +90,29 @@ export function errorText(error: unknown): string {
   if (error instanceof Error) return error.message;
   return "Something went wrong";
 }
+
+/** A form whose submit runs `action`: the error line is cleared first and shows what failed
+ * (the form stays as it was, so the person can correct and resend). */
+export function actionForm(
+  options: { class: string; error: HTMLElement; onError?: () => void },
+  action: () => Promise<void>,
+  ...children: (Child | Child[])[]
+): HTMLFormElement {
+  return h(
+    "form",
+    {
+      class: options.class,
+      onsubmit: async (event: Event) => {
+        event.preventDefault();
+        options.error.textContent = "";
+        try {
+          await action();
+        } catch (e) {
+          options.error.textContent = errorText(e);
+          options.onError?.();
+        }
+      },
+    },
+    ...children,
+  );
+}

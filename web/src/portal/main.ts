@@ -5,7 +5,7 @@ import "../styles.css";
 import { ApiError, Session } from "../lib/api";
 import { ChatStore } from "../lib/chat";
 import { ChatView } from "../lib/chatview";
-import { announce, clear, connectionBanner, errorText, formatDateTime, h } from "../lib/dom";
+import { actionForm, announce, clear, connectionBanner, errorText, formatDateTime, h } from "../lib/dom";
 import { NotificationStore } from "../lib/notifications";
 import { newClientMsgId } from "../lib/outbox";
 import { disablePush, enablePush, pushState } from "../lib/push";
@@ -155,21 +155,11 @@ function signInPage(params: URLSearchParams): HTMLElement {
       }
     })
     .catch(() => undefined);
-  const form = h(
-    "form",
-    {
-      class: "stack",
-      onsubmit: async (event: Event) => {
-        event.preventDefault();
-        error.textContent = "";
-        try {
-          await session.login(email.input.value, password.input.value);
-          await enter(params.get("next") ?? "/chat");
-        } catch (e) {
-          error.textContent = errorText(e);
-          password.input.focus();
-        }
-      },
+  const form = actionForm(
+    { class: "stack", error, onError: () => password.input.focus() },
+    async () => {
+      await session.login(email.input.value, password.input.value);
+      await enter(params.get("next") ?? "/chat");
     },
     error,
     email.wrap,
@@ -204,34 +194,25 @@ function registerPage(): HTMLElement {
   });
   const error = formError();
   const card = h("div", { class: "card narrow" }, h("h1", {}, "Create an account"));
-  const form = h(
-    "form",
-    {
-      class: "stack",
-      onsubmit: async (event: Event) => {
-        event.preventDefault();
-        error.textContent = "";
-        try {
-          await session.request("POST", "/auth/register", {
-            auth: false,
-            body: {
-              email: email.input.value,
-              password: password.input.value,
-              display_name: name.input.value,
-            },
-          });
-          const done = h(
-            "div",
-            { role: "status" },
-            h("p", { class: "success" }, "Account created. We sent you an email with a confirmation link."),
-            h("p", {}, h("a", { href: "/sign-in" }, "Sign in")),
-          );
-          form.replaceWith(done);
-          announce("Account created");
-        } catch (e) {
-          error.textContent = errorText(e);
-        }
-      },
+  const form = actionForm(
+    { class: "stack", error },
+    async () => {
+      await session.request("POST", "/auth/register", {
+        auth: false,
+        body: {
+          email: email.input.value,
+          password: password.input.value,
+          display_name: name.input.value,
+        },
+      });
+      const done = h(
+        "div",
+        { role: "status" },
+        h("p", { class: "success" }, "Account created. We sent you an email with a confirmation link."),
+        h("p", {}, h("a", { href: "/sign-in" }, "Sign in")),
+      );
+      form.replaceWith(done);
+      announce("Account created");
     },
     error,
     name.wrap,
@@ -271,25 +252,16 @@ function resetPage(params: URLSearchParams): HTMLElement {
   const card = h("div", { class: "card narrow" }, h("h1", {}, "Reset your password"));
   if (!token) {
     const email = field("Email", "email", { type: "email", autocomplete: "email", required: true });
-    const form = h(
-      "form",
-      {
-        class: "stack",
-        onsubmit: async (event: Event) => {
-          event.preventDefault();
-          error.textContent = "";
-          try {
-            await session.request("POST", "/auth/password-reset/request", {
-              auth: false,
-              body: { email: email.input.value },
-            });
-            form.replaceWith(
-              h("p", { class: "success", role: "status" }, "If an account has this address, a reset link is on its way."),
-            );
-          } catch (e) {
-            error.textContent = errorText(e);
-          }
-        },
+    const form = actionForm(
+      { class: "stack", error },
+      async () => {
+        await session.request("POST", "/auth/password-reset/request", {
+          auth: false,
+          body: { email: email.input.value },
+        });
+        form.replaceWith(
+          h("p", { class: "success", role: "status" }, "If an account has this address, a reset link is on its way."),
+        );
       },
       error,
       email.wrap,
@@ -304,30 +276,21 @@ function resetPage(params: URLSearchParams): HTMLElement {
     required: true,
     minlength: 10,
   });
-  const form = h(
-    "form",
-    {
-      class: "stack",
-      onsubmit: async (event: Event) => {
-        event.preventDefault();
-        error.textContent = "";
-        try {
-          await session.request("POST", "/auth/password-reset/confirm", {
-            auth: false,
-            body: { token, password: password.input.value },
-          });
-          form.replaceWith(
-            h(
-              "div",
-              { role: "status" },
-              h("p", { class: "success" }, "Your password is changed. Every other session has ended."),
-              h("p", {}, h("a", { href: "/sign-in" }, "Sign in")),
-            ),
-          );
-        } catch (e) {
-          error.textContent = errorText(e);
-        }
-      },
+  const form = actionForm(
+    { class: "stack", error },
+    async () => {
+      await session.request("POST", "/auth/password-reset/confirm", {
+        auth: false,
+        body: { token, password: password.input.value },
+      });
+      form.replaceWith(
+        h(
+          "div",
+          { role: "status" },
+          h("p", { class: "success" }, "Your password is changed. Every other session has ended."),
+          h("p", {}, h("a", { href: "/sign-in" }, "Sign in")),
+        ),
+      );
     },
     error,
     password.wrap,
@@ -346,23 +309,14 @@ function chatPage(conversationId: string | null): HTMLElement {
   const subject = field("Subject", "subject", { maxlength: 200, placeholder: "What can we help with?" });
   const first = field("Message", "body", { required: true, multiline: true });
   const error = formError();
-  const openForm = h(
-    "form",
-    {
-      class: "stack card",
-      onsubmit: async (event: Event) => {
-        event.preventDefault();
-        error.textContent = "";
-        try {
-          const opened = await session.request<{ conversation: Conversation }>("POST", "/conversations", {
-            body: { subject: subject.input.value, body: first.input.value, client_msg_id: newClientMsgId() },
-          });
-          state.chat.upsertConversation(opened.conversation);
-          navigate(`/chat/${opened.conversation.id}`);
-        } catch (e) {
-          error.textContent = errorText(e);
-        }
-      },
+  const openForm = actionForm(
+    { class: "stack card", error },
+    async () => {
+      const opened = await session.request<{ conversation: Conversation }>("POST", "/conversations", {
+        body: { subject: subject.input.value, body: first.input.value, client_msg_id: newClientMsgId() },
+      });
+      state.chat.upsertConversation(opened.conversation);
+      navigate(`/chat/${opened.conversation.id}`);
     },
     h("h2", {}, "Start a conversation"),
     error,
