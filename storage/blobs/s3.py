@@ -261,20 +261,7 @@ class S3BlobStore(BlobStore):
             else:
                 if upload.spooled:
                     await self._send_part(upload)
-                await self.client.complete_multipart_upload(
-                    Bucket=self.bucket,
-                    Key=upload.temp_key,
-                    UploadId=upload.multipart_id,
-                    MultipartUpload={"Parts": upload.parts},
-                )
-                upload.multipart_id = None
-                try:
-                    if not await self._object_exists(target):
-                        await self._copy(upload.temp_key, target, upload.size)
-                finally:
-                    await asyncio.shield(
-                        self.client.delete_object(Bucket=self.bucket, Key=upload.temp_key)
-                    )
+                await self._assemble(upload, key)
         except BaseException:
             await asyncio.shield(self.abort(upload))
             raise
@@ -289,30 +276,36 @@ class S3BlobStore(BlobStore):
         try:
             if upload.spooled or not upload.parts:
                 await self._send_part(upload)
-            if upload.multipart_id is None:
-                raise UploadClosedError(f"upload {upload.upload_id} has no multipart upload")
-            await self.client.complete_multipart_upload(
-                Bucket=self.bucket,
-                Key=upload.temp_key,
-                UploadId=upload.multipart_id,
-                MultipartUpload={"Parts": upload.parts},
-            )
-            upload.multipart_id = None
-            try:
-                key = await self._hash_object(upload.temp_key)
-                target = self.object_key(key)
-                if not await self._object_exists(target):
-                    await self._copy(upload.temp_key, target, upload.size)
-            finally:
-                await asyncio.shield(
-                    self.client.delete_object(Bucket=self.bucket, Key=upload.temp_key)
-                )
+            key = await self._assemble(upload, None)
         except BaseException:
             await asyncio.shield(self.abort(upload))
             raise
         upload.closed = True
         await asyncio.to_thread(upload.spool.unlink, missing_ok=True)
         return StoredBlob(key=key, size=upload.size)
+
+    async def _assemble(self, upload: S3Upload, key: str | None) -> str:
+        """Complete the multipart upload into its temporary object, hash that object when
+        `key` is not known (a resumed upload), copy it to its content key unless the content
+        is stored already, and drop the temporary object. Returns the key."""
+        if upload.multipart_id is None:
+            raise UploadClosedError(f"upload {upload.upload_id} has no multipart upload")
+        await self.client.complete_multipart_upload(
+            Bucket=self.bucket,
+            Key=upload.temp_key,
+            UploadId=upload.multipart_id,
+            MultipartUpload={"Parts": upload.parts},
+        )
+        upload.multipart_id = None
+        try:
+            if key is None:
+                key = await self._hash_object(upload.temp_key)
+            target = self.object_key(key)
+            if not await self._object_exists(target):
+                await self._copy(upload.temp_key, target, upload.size)
+        finally:
+            await asyncio.shield(self.client.delete_object(Bucket=self.bucket, Key=upload.temp_key))
+        return key
 
     async def _hash_object(self, object_key: str) -> str:
         digest = hashlib.sha256()
