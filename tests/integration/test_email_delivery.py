@@ -123,6 +123,23 @@ async def _settle(client: Client) -> None:
         await subscription.drain()
 
 
+async def _subscribed_to_push(
+    client: Client, customer: SignedIn, aiohttp_server: Any
+) -> FakePushService:
+    """A loopback push service, and the customer's browser subscribed to it."""
+    key = (await (await client.get("/api/v1/push/vapid-public-key")).json())["public_key"]
+    push_service = FakePushService(expected_key=key)
+    server = await aiohttp_server(push_service.app(), host="127.0.0.1")
+    push_service.attach(str(server.make_url("/")))
+    subscribed = await client.post(
+        "/api/v1/push/subscriptions",
+        json=push_service.subscribe().json(),
+        headers=customer.headers,
+    )
+    assert subscribed.status == 201
+    return push_service
+
+
 def _dns_for(settings: Settings) -> Any:
     published = {f"{r.name}.".encode(): r.value.encode() for r in dns_records(settings)}
 
@@ -238,16 +255,7 @@ async def test_quiet_hours_skip_web_push_and_hold_the_mail_until_they_end(
     mail_client: Client, mail_settings: Settings, smtp: SmtpServer, aiohttp_server: Any
 ) -> None:
     customer, agent = await _people(mail_client, mail_settings)
-    key = (await (await mail_client.get("/api/v1/push/vapid-public-key")).json())["public_key"]
-    push_service = FakePushService(expected_key=key)
-    server = await aiohttp_server(push_service.app(), host="127.0.0.1")
-    push_service.attach(str(server.make_url("/")))
-    subscribed = await mail_client.post(
-        "/api/v1/push/subscriptions",
-        json=push_service.subscribe().json(),
-        headers=customer.headers,
-    )
-    assert subscribed.status == 201
+    push_service = await _subscribed_to_push(mail_client, customer, aiohttp_server)
     now = utcnow().astimezone(UTC)
     start = (now - timedelta(hours=1)).strftime("%H:%M")
     end = (now + timedelta(hours=2)).strftime("%H:%M")
@@ -635,16 +643,7 @@ async def test_offline_customer_gets_a_decryptable_push_then_a_signed_mail_while
     service receives a web push it can decrypt; the notification stays unread past the delay,
     so a DKIM-signed mail reaches the loopback SMTP server."""
     customer, agent = await _people(mail_client, mail_settings)
-    key = (await (await mail_client.get("/api/v1/push/vapid-public-key")).json())["public_key"]
-    push_service = FakePushService(expected_key=key)
-    server = await aiohttp_server(push_service.app(), host="127.0.0.1")
-    push_service.attach(str(server.make_url("/")))
-    subscribed = await mail_client.post(
-        "/api/v1/push/subscriptions",
-        json=push_service.subscribe().json(),
-        headers=customer.headers,
-    )
-    assert subscribed.status == 201
+    push_service = await _subscribed_to_push(mail_client, customer, aiohttp_server)
 
     conversation = await _staff_reply(mail_client, customer, agent, "Your drawing is approved.")
 
