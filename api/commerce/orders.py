@@ -13,7 +13,7 @@ from tortoise.transactions import in_transaction
 
 from api.commerce.events import Outbox
 from core.bus import EventBus
-from core.errors import Conflict, NotFound
+from core.errors import Conflict, Forbidden, NotFound
 from core.permissions import Permission
 from core.principal import Principal
 from db.models.commerce import Order, OrderLine, OrderStatus, OrderStatusChange
@@ -162,11 +162,21 @@ async def get_order(*, principal: Principal, order_id: UUID) -> OrderView:
 
 
 async def list_orders(
-    *, principal: Principal, everyone: bool = False, limit: int = 50
+    *,
+    principal: Principal,
+    everyone: bool = False,
+    user_id: UUID | None = None,
+    limit: int = 50,
 ) -> list[OrderView]:
-    """The caller's orders, newest first; with `everyone`, all (needs orders:read_any)."""
+    """The caller's orders, newest first; with `everyone`, all (needs orders:read_any); with
+    `user_id`, that customer's (someone else's need orders:read_any: `orders_forbidden`)."""
+    may_read_any = principal.can(Permission.ORDERS_READ_ANY)
     query = Order.all()
-    if not (everyone and principal.can(Permission.ORDERS_READ_ANY)):
+    if user_id is not None:
+        if user_id != principal.user_id and not may_read_any:
+            raise Forbidden("orders_forbidden", "Only staff may list another customer's orders")
+        query = query.filter(user_id=user_id)
+    elif not (everyone and may_read_any):
         query = query.filter(user_id=principal.user_id)
     rows = await query.order_by("-created_at").limit(limit)
     return [await order_view(row) for row in rows]

@@ -482,6 +482,32 @@ async def test_orders_are_private(shop: Shop, settings: Settings) -> None:
     assert (await shop.order(body["order"]["id"], who=shop.staff))["id"] == body["order"]["id"]
 
 
+async def test_orders_of_one_customer(shop: Shop, settings: Settings) -> None:
+    product = await shop.product(sku="U-1")
+    await shop.add(product["variants"][0]["id"])
+    _, body = await shop.checkout()
+    other = await sign_in(settings.database_url, shop.client.app[KEYS])
+    await shop.add(product["variants"][0]["id"], who=other)
+    await shop.checkout(who=other)
+    customer_id = str(shop.customer.user_id)
+
+    staff_view = await shop.client.get(
+        "/api/v1/orders", params={"user_id": customer_id}, headers=shop.staff.headers
+    )
+    own_view = await shop.client.get(
+        "/api/v1/orders", params={"user_id": customer_id}, headers=shop.customer.headers
+    )
+    prying = await shop.client.get(
+        "/api/v1/orders", params={"user_id": customer_id}, headers=other.headers
+    )
+
+    assert staff_view.status == 200
+    assert [o["id"] for o in (await staff_view.json())["items"]] == [body["order"]["id"]]
+    assert [o["id"] for o in (await own_view.json())["items"]] == [body["order"]["id"]]
+    assert prying.status == 403
+    assert (await prying.json())["error"]["code"] == "orders_forbidden"
+
+
 async def test_expired_checkout_gives_back_stock_and_coupon(shop: Shop, settings: Settings) -> None:
     product = await shop.product(sku="E-1", stock=1)
     variant_id = product["variants"][0]["id"]
