@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from tortoise.expressions import F
+from tortoise.expressions import F, Q
 from tortoise.transactions import in_transaction
 
 from core.clock import utcnow
@@ -22,7 +22,7 @@ from core.principal import Principal
 from db.models.files import FileVersion, ScanStatus
 from db.models.render import RenderJob, RenderStatus
 from render_farm.pipeline.kinds import is_renderable, normalize_kind
-from storage.file_access import check_can_read
+from storage.file_access import check_can_read, may_read_any
 
 ACTIVE = (RenderStatus.QUEUED, RenderStatus.RUNNING)
 RENDERABLE_SCANS = (ScanStatus.CLEAN, ScanStatus.UNSCANNED)
@@ -71,6 +71,10 @@ def job_not_found() -> NotFound:
 
 async def _view(job: RenderJob) -> JobView:
     version = await FileVersion.get(id=job.version_id)  # type: ignore[attr-defined]
+    return _view_of(job, version)
+
+
+def _view_of(job: RenderJob, version: FileVersion) -> JobView:
     return JobView(
         id=job.id,
         file_id=job.file_id,  # type: ignore[attr-defined]
@@ -150,6 +154,32 @@ async def get_job(*, principal: Principal, job_id: UUID) -> JobView:
     except NotFound:
         raise job_not_found() from None
     return await _view(job)
+
+
+async def list_jobs(
+    *,
+    principal: Principal,
+    status: RenderStatus | None = None,
+    file_id: UUID | None = None,
+    before_id: UUID | None = None,
+    limit: int = 50,
+) -> tuple[list[JobView], UUID | None]:
+    """Jobs of live files the caller may read (all of them for staff with files:read_any),
+    newest first, keyset-paged on the time-ordered id; returns the jobs and the next cursor."""
+    query = RenderJob.filter(file__deleted_at=None)
+    if not may_read_any(principal):
+        query = query.filter(
+            Q(file__owner_id=principal.user_id) | Q(file__grants__user_id=principal.user_id)
+        ).distinct()
+    if status is not None:
+        query = query.filter(status=status)
+    if file_id is not None:
+        query = query.filter(file_id=file_id)
+    if before_id is not None:
+        query = query.filter(id__lt=before_id)
+    rows = await query.select_related("version").order_by("-id").limit(limit + 1)
+    next_cursor = rows[limit - 1].id if len(rows) > limit else None
+    return [_view_of(job, job.version) for job in rows[:limit]], next_cursor
 
 
 async def load_job(job_id: UUID) -> JobView | None:

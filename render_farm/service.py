@@ -16,12 +16,14 @@ from core.errors import NotFound
 from core.logs import get_logger
 from core.principal import Principal
 from core.settings import Settings
+from db.models.render import RenderStatus
 from render_farm.backend import GpuMode
 from render_farm.dispatch import Dispatcher, create_dispatcher
 from render_farm.jobs import (
     JobView,
     create_job_for_scanned_version,
     get_job,
+    list_jobs,
     request_rerender,
 )
 from storage.blobs import BlobStore
@@ -87,6 +89,19 @@ class RenderFarm:
 
     async def job(self, *, principal: Principal, job_id: UUID) -> JobView:
         return await get_job(principal=principal, job_id=job_id)
+
+    async def jobs(
+        self,
+        *,
+        principal: Principal,
+        status: RenderStatus | None = None,
+        file_id: UUID | None = None,
+        before_id: UUID | None = None,
+        limit: int = 50,
+    ) -> tuple[list[JobView], UUID | None]:
+        return await list_jobs(
+            principal=principal, status=status, file_id=file_id, before_id=before_id, limit=limit
+        )
 
     async def output(self, *, principal: Principal, job_id: UUID, name: str) -> OutputBlob:
         """One output of a job the caller may read: its blob key, size and type."""

@@ -20,8 +20,9 @@ from api.auth import authenticated, principal_of
 from api.files.downloads import BlobDownload, CachePolicy, plan_download, send_download
 from api.keys import BLOBS, BUS, RENDER_FARM, SETTINGS
 from api.openapi import operation
-from api.requests import json_response, path_uuid
+from api.requests import json_response, path_uuid, read_query
 from core.errors import NotFound
+from db.models.render import RenderStatus
 from render_farm.jobs import JobView
 from render_farm.service import RenderFarm
 
@@ -51,6 +52,18 @@ class RenderJobBody(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+
+
+class RenderJobList(BaseModel):
+    items: list[RenderJobBody]
+    next_cursor: str | None = Field(description="Pass as `before` for the next (older) page")
+
+
+class RenderJobQuery(BaseModel):
+    status: RenderStatus | None = None
+    file_id: UUID | None = None
+    before: UUID | None = None
+    limit: int = Field(default=50, ge=1, le=200)
 
 
 def render_job_body(job: JobView) -> RenderJobBody:
@@ -85,6 +98,32 @@ def _version_number(request: web.Request) -> int:
     if not raw.isdigit() or len(raw) > 9:
         raise NotFound("version_not_found", "No such version")
     return int(raw)
+
+
+@authenticated()
+@operation(
+    summary="Render jobs, newest first: of the caller's files, or all with files:read_any",
+    description="Filters: `status`, `file_id`; keyset paging with `before` (the previous "
+    "page's `next_cursor`).",
+    tags=TAGS,
+    responses={200: RenderJobList},
+    auth=True,
+)
+async def list_render_jobs(request: web.Request) -> web.Response:
+    query = read_query(request, RenderJobQuery)
+    jobs, cursor = await request.app[RENDER_FARM].jobs(
+        principal=principal_of(request),
+        status=query.status,
+        file_id=query.file_id,
+        before_id=query.before,
+        limit=query.limit,
+    )
+    return json_response(
+        RenderJobList(
+            items=[render_job_body(job) for job in jobs],
+            next_cursor=str(cursor) if cursor else None,
+        )
+    )
 
 
 @authenticated()
@@ -149,6 +188,7 @@ async def get_render_output(request: web.Request) -> web.StreamResponse:
 
 def add_routes(app: web.Application) -> None:
     r = app.router
+    r.add_get("/api/v1/render-jobs", list_render_jobs)
     r.add_get("/api/v1/render-jobs/{job_id}", get_render_job)
     r.add_get("/api/v1/render-jobs/{job_id}/outputs/{name}", get_render_output)
     r.add_post("/api/v1/files/{file_id}/versions/{number}/render", rerender_version)

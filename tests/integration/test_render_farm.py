@@ -350,3 +350,58 @@ async def test_stl_and_step_uploaded_over_tus_get_previews(
         ).json()
         assert body["status"] == "succeeded"
         assert len(body["outputs"]) == 8
+
+
+async def test_render_jobs_are_listed_to_those_who_may_read_their_files(
+    client: Client, settings: Settings
+) -> None:
+    app = app_of(client)
+    owner = await sign_in(settings.database_url, app[KEYS])
+    other = await sign_in(settings.database_url, app[KEYS])
+    staff = await sign_in(settings.database_url, app[KEYS], role=Role.EDITOR)
+    versions = [
+        await add_version(
+            client,
+            owner_id=who.user_id,
+            data=f"solid {n}\nendsolid {n}\n".encode(),
+            name=f"part{n}.stl",
+            kind="stl",
+            scan_status=ScanStatus.CLEAN,  # scanned earlier: no automatic job
+        )
+        for n, who in enumerate([owner, owner, other])
+    ]
+    with app[DATABASE].activated():
+        jobs = [
+            await RenderJob.create(file_id=v.file_id, version_id=v.id)  # type: ignore[attr-defined]
+            for v in versions
+        ]
+        await RenderJob.filter(id=jobs[0].id).update(status=RenderStatus.FAILED)
+
+    async def listed(who: Any, **query: str) -> dict[str, Any]:
+        response = await client.get("/api/v1/render-jobs", params=query, headers=who.headers)
+        assert response.status == 200, await response.text()
+        body: dict[str, Any] = await response.json()
+        return body
+
+    mine = await listed(owner)
+    assert [j["id"] for j in mine["items"]] == [str(jobs[1].id), str(jobs[0].id)]
+    assert mine["next_cursor"] is None
+    assert mine["items"][0]["version"] == 1
+    assert [j["id"] for j in (await listed(other))["items"]] == [str(jobs[2].id)]
+    everyone = await listed(staff)
+    assert {j["id"] for j in everyone["items"]} >= {str(j.id) for j in jobs}
+    failed = await listed(staff, status="failed")
+    assert str(jobs[0].id) in [j["id"] for j in failed["items"]]
+    assert {j["status"] for j in failed["items"]} == {"failed"}
+    of_file = await listed(staff, file_id=str(versions[1].file_id))  # type: ignore[attr-defined]
+    assert [j["id"] for j in of_file["items"]] == [str(jobs[1].id)]
+    first_page = await listed(owner, limit="1")
+    assert [j["id"] for j in first_page["items"]] == [str(jobs[1].id)]
+    second_page = await listed(owner, limit="1", before=first_page["next_cursor"])
+    assert [j["id"] for j in second_page["items"]] == [str(jobs[0].id)]
+    assert second_page["next_cursor"] is None
+
+    bad = await client.get("/api/v1/render-jobs", params={"status": "nope"}, headers=owner.headers)
+    assert bad.status == 422
+    assert (await bad.json())["error"]["code"] == "validation_failed"
+    assert (await client.get("/api/v1/render-jobs")).status == 401
