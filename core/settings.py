@@ -245,6 +245,11 @@ class Settings(BaseSettings):
         "https://api-m.paypal.com",
         description="PayPal's REST API (https; plain http only on loopback)",
     )
+    vies_api_base: str | None = Field(
+        "https://ec.europa.eu/taxation_customs/vies/rest-api",
+        description="The EU's VIES REST API, asked whether a business customer's VAT id is "
+        "registered before reverse charge applies; empty = format checks only",
+    )
     commerce_seller_country: str = Field(
         "DE", pattern=r"^[A-Z]{2}$", description="Country the shop sells from (VAT origin)"
     )
@@ -433,9 +438,16 @@ class Settings(BaseSettings):
     def _blank_stripe_secret_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("stripe_api_base", "paypal_api_base")
+    @field_validator("vies_api_base", mode="before")
     @classmethod
-    def _check_payment_api_base(cls, value: str) -> str:
+    def _blank_vies_is_off(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("stripe_api_base", "paypal_api_base", "vies_api_base")
+    @classmethod
+    def _check_payment_api_base(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         parts = _check_url(value, ("https", "http"))
         if parts.scheme == "http" and not is_loopback_host(parts.hostname or ""):
             raise ValueError(f"{value!r} must be https (plain http only for a loopback host)")

@@ -185,6 +185,7 @@ def make_settings(var_dir: Path) -> SettingsFactory:
             "data_dir": var_dir,
             "database_url": f"sqlite://{var_dir}/ideinstein.db",
             "storage_url": f"file://{var_dir}/blobs",
+            "vies_api_base": "",  # format checks only; tests of VIES point it at a fake
         }
         values.update(overrides)
         return Settings(_env_file=None, **values)  # type: ignore[call-arg]

@@ -8,7 +8,7 @@ paid by `expires_at` is cancelled and gives its stock and coupon back (`expire_c
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from uuid import UUID
@@ -34,8 +34,10 @@ from api.commerce.payments_stripe import (
     StripeGateway,
 )
 from api.commerce.tax import Destination, TaxPart, TaxRules, is_reverse_charge, tax_line
+from api.commerce.vies import VatIdStatus, ViesClient
 from core.bus import EventBus
 from core.errors import Conflict, ServiceUnavailable, ValidationFailed
+from core.logs import get_logger
 from db.models.commerce import (
     Cart,
     CartStatus,
@@ -51,6 +53,8 @@ from db.models.commerce import (
     TaxCategory,
     Variant,
 )
+
+log = get_logger(__name__)
 
 # Flat shipping per currency for orders with physical goods (minor units).
 SHIPPING_RATES = {"EUR": 590, "USD": 790, "GBP": 590, "CHF": 900}
@@ -170,6 +174,28 @@ class CheckoutResult:
     checkout_url: str | None = None
 
 
+async def confirm_vat_id(
+    destination: Destination, *, rules: TaxRules, vies: ViesClient | None
+) -> Destination:
+    """Reverse charge needs a registered business: VIES is asked (when configured) about a VAT
+    id that would make the order reverse-charged. Not registered: 422. VIES unavailable: the
+    order is taxed as for a consumer (the customer reclaims the VAT), never reverse-charged
+    on an unchecked id."""
+    if vies is None or not is_reverse_charge(destination, rules):
+        return destination
+    answer = await vies.check(destination.vat_id)
+    if answer.status is VatIdStatus.INVALID:
+        raise ValidationFailed(
+            "vat_id_not_registered",
+            "VIES does not know this VAT id as registered",
+            details={"vat_id": destination.vat_id},
+        )
+    if answer.status is VatIdStatus.UNAVAILABLE:
+        log.warning("vat_id_unconfirmed", country=destination.country)
+        return replace(destination, vat_id_confirmed=False)
+    return destination
+
+
 async def checkout(
     *,
     user_id: UUID,
@@ -185,6 +211,7 @@ async def checkout(
     public_url: str = "",
     success_url: str | None = None,
     cancel_url: str | None = None,
+    vies: ViesClient | None = None,
 ) -> CheckoutResult:
     """Cart -> pending order holding stock and coupon -> a PaymentIntent (or a Checkout
     Session, or a PayPal order) for its total. `success_url`/`cancel_url` (Checkout Sessions
@@ -200,6 +227,7 @@ async def checkout(
     returns = check_return_urls(
         success_url=success_url, cancel_url=cancel_url, public_url=public_url
     )
+    destination = await confirm_vat_id(destination, rules=rules, vies=vies)
     outbox = Outbox()
     async with in_transaction():
         # The cart row's lock makes a double submit check out once: the second finds it gone.

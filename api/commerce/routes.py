@@ -423,7 +423,10 @@ async def set_cart_line(request: web.Request) -> web.Response:
     description=(
         "Every amount is computed here; the order is paid when the provider says so. "
         "payment_method stripe (a PaymentIntent's client_secret), stripe_checkout (redirect "
-        "to checkout_url, Stripe's hosted page) or paypal (approve_url)."
+        "to checkout_url, Stripe's hosted page) or paypal (approve_url). An EU business "
+        "customer's VAT id is checked with VIES before reverse charge applies: "
+        "`vat_id_not_registered` (422) when VIES does not know it; VAT is charged while VIES "
+        "cannot answer."
     ),
     tags=TAGS,
     request=CheckoutIn,
@@ -447,6 +450,7 @@ async def create_checkout(request: web.Request) -> web.Response:
         public_url=commerce.public_url,
         success_url=body.success_url,
         cancel_url=body.cancel_url,
+        vies=commerce.vies,
     )
     return json_response(CheckoutOut.model_validate(result), status=201)
 

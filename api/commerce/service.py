@@ -15,6 +15,7 @@ from api.commerce.checkout import expire_checkouts
 from api.commerce.payments_paypal import PayPalGateway
 from api.commerce.payments_stripe import StripeGateway
 from api.commerce.tax import TaxRules
+from api.commerce.vies import ViesClient
 from core.clock import utcnow
 from core.logs import get_logger
 from core.settings import Settings
@@ -40,14 +41,18 @@ class Commerce:
         )
         self._paypal_base = settings.paypal_api_base
         self.paypal_webhook_id = settings.paypal_webhook_id
+        self._vies_base = settings.vies_api_base
         self._session: aiohttp.ClientSession | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self.gateway: StripeGateway | None = None
         self.paypal: PayPalGateway | None = None
+        self.vies: ViesClient | None = None
 
     async def start(self) -> None:
         if self._secret_key is not None or self._paypal_credentials is not None:
             self._session = aiohttp.ClientSession()
+        if self._vies_base is not None and self._session is not None:
+            self.vies = ViesClient(api_base=self._vies_base, session=self._session)
         if self._secret_key is not None and self._session is not None:
             self.gateway = StripeGateway(
                 secret_key=self._secret_key.get_secret_value(),

@@ -97,6 +97,8 @@ class Destination:
     country: str
     region: str = ""  # US state code
     vat_id: str = ""  # normalised (upper case, no spaces), empty for consumers
+    # False when VIES could not say whether the VAT id is registered: VAT is charged then.
+    vat_id_confirmed: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +161,7 @@ def is_reverse_charge(destination: Destination, rules: TaxRules) -> bool:
     """An EU business customer in another member state than the seller accounts for VAT."""
     return (
         bool(destination.vat_id)
+        and destination.vat_id_confirmed
         and destination.country in EU_VAT_RATES
         and destination.country != rules.seller_country
     )

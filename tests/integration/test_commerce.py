@@ -35,6 +35,7 @@ from db.models.commerce import (
 from tests.commerce_shop import Shop, open_shop
 from tests.conftest import SettingsFactory
 from tests.fakes.stripe_server import SECRET_KEY, WEBHOOK_SECRET, FakeStripe, event, sign
+from tests.fakes.vies_server import FakeVies
 from tests.identity import sign_in
 
 
@@ -46,14 +47,25 @@ async def stripe_fake(aiohttp_server: Any) -> tuple[FakeStripe, str]:
 
 
 @pytest.fixture
+async def vies_fake(aiohttp_server: Any) -> tuple[FakeVies, str]:
+    fake = FakeVies({"FR40303265045": "SA ODYSSEE"})
+    server = await aiohttp_server(fake.app(), host="127.0.0.1")
+    return fake, str(server.make_url("")).rstrip("/")
+
+
+@pytest.fixture
 def settings(
-    make_settings: SettingsFactory, migrated_database_url: str, stripe_fake: tuple[FakeStripe, str]
+    make_settings: SettingsFactory,
+    migrated_database_url: str,
+    stripe_fake: tuple[FakeStripe, str],
+    vies_fake: tuple[FakeVies, str],
 ) -> Settings:
     return make_settings(
         database_url=migrated_database_url,
         stripe_secret_key=SECRET_KEY,
         stripe_webhook_secret=WEBHOOK_SECRET,
         stripe_api_base=stripe_fake[1],
+        vies_api_base=vies_fake[1],
     )
 
 
@@ -424,6 +436,43 @@ async def test_reverse_charge_for_an_eu_business(shop: Shop, settings: Settings)
         0,
     )
     assert order["lines"][0]["tax_breakdown"][0]["reverse_charge"] is True
+
+
+async def test_reverse_charge_needs_a_vat_id_vies_knows(
+    shop: Shop, settings: Settings, vies_fake: tuple[FakeVies, str]
+) -> None:
+    vies = vies_fake[0]
+    product = await shop.product(sku="B-2", price=10_000)
+    variant_id = product["variants"][0]["id"]
+    await shop.add(variant_id)
+
+    status, unknown = await shop.checkout(country="FR", vat_id="FR 12 345678901")
+    assert (status, unknown["error"]["code"]) == (422, "vat_id_not_registered")
+    async with open_database(settings.database_url):
+        assert await Order.filter(vat_id="FR12345678901").count() == 0
+    vies.unavailable.add("FR")
+    status, body = await shop.checkout(country="FR", vat_id="FR40303265045")
+    assert status == 201, body
+    taxed = body["order"]
+    assert (taxed["reverse_charge"], taxed["vat_id"], taxed["tax_amount"]) == (
+        False,
+        "FR40303265045",
+        2_000,  # France's 20 %: the customer reclaims it
+    )
+    vies.unavailable.clear()
+    await shop.add(variant_id)
+    status, body = await shop.checkout(country="FR", vat_id="FR40303265045")
+    assert status == 201, body
+    assert (body["order"]["reverse_charge"], body["order"]["tax_amount"]) == (True, 0)
+    await shop.add(variant_id)
+    status, again = await shop.checkout(country="FR", vat_id="FR40303265045")
+    assert again["order"]["reverse_charge"] is True
+    # a definite answer is cached; the domestic and consumer orders never ask
+    assert vies.asked == ["FR12345678901", "FR40303265045", "FR40303265045"]
+    await shop.add(variant_id)
+    status, domestic = await shop.checkout(country="DE", vat_id="DE123456789")
+    assert (status, domestic["order"]["reverse_charge"]) == (201, False)
+    assert len(vies.asked) == 3
 
 
 async def test_low_stock_is_announced_once(shop: Shop, settings: Settings) -> None:
