@@ -17,6 +17,11 @@ from typing import Any
 
 import pytest
 import schemathesis
+
+# schemathesis imports its OpenAPI modules on first use, which here is inside the worker thread
+# that runs fuzz_all; compiling (pytest's assertion rewriting) in that thread has failed with
+# CPython 3.11's "AST constructor recursion depth mismatch". Import them here, on the main thread.
+import schemathesis.specs.openapi.schemas
 from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis.checks import not_a_server_error, response_schema_conformance
 
