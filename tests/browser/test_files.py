@@ -116,6 +116,11 @@ def test_an_upload_shows_progress_then_its_preview_and_reaches_the_dashboard_liv
     expect(context_panel.locator(".context-orders")).to_contain_text("No orders.")
     staff_checks.check("dashboard with render jobs")
     screenshot(staff, "dashboard-render-farm")
+    # and a dashboard opened afterwards lists the finished job from the API
+    staff.reload()
+    expect(staff.locator("#render-farm tr[data-status='succeeded']")).to_have_count(1)
+    expect(staff.locator("#render-farm")).to_contain_text("done: 1")
+    expect(staff.locator("#chart-renders rect[data-value='1']")).to_have_count(1)
     staff.context.close()
 
 

@@ -88,7 +88,7 @@ function startDashboard(me: User): void {
   const shown = new Set(EVENT_TYPES);
   const events: DashboardEvent[] = [];
   let canned: CannedReply[] = [];
-  const farm = new RenderFarmPanel();
+  const farm = new RenderFarmPanel(session);
   const plots = new PlotsPanel(session, farm);
   const isAdmin = me.role === "admin" || me.role === "super_admin";
   const security = new SecurityPanel(session);
@@ -484,6 +484,7 @@ function startDashboard(me: User): void {
   renderFeed();
   void loadCanned().catch(() => undefined);
   if (isAdmin) void security.load().catch(() => undefined);
+  void farm.load().then(() => plots.render());
   socket.start();
 }
 

@@ -1,8 +1,8 @@
 // Dashboard panels beyond the chat: the customer's context beside a conversation (their files
 // and orders), the render farm's jobs, security events (admins), and the day's plots.
 //
-// There is no REST list of render jobs: the render farm panel is built from the live
-// `render.*` and `file.*` events since the page was opened, and says so.
+// The render farm panel starts from `GET /render-jobs` (the latest jobs) and is kept current by
+// the live `render.*` and `file.*` events.
 
 import type { Session } from "../lib/api";
 import { type Bar, barChart, hourlyBuckets } from "../lib/charts";
@@ -40,11 +40,10 @@ export function customerContext(session: Session, customerId: string, headingLev
     })
     .catch(() => files.replaceChildren(h("li", {}, "Files not available.")));
   void session
-    .request<{ items: OrderSummary[] }>("GET", "/orders", { query: { everyone: true, limit: 200 } })
+    .request<{ items: OrderSummary[] }>("GET", "/orders", { query: { user_id: customerId, limit: 5 } })
     .then(({ items }) => {
-      const theirs = items.filter((o) => o.user_id === customerId).slice(0, 5);
-      orders.replaceChildren(...theirs.map((o) => h("li", {}, `Order ${shortId(o.id)} · ${o.status} · ${money(o.total_amount, o.currency)}`)));
-      if (!theirs.length) orders.append(h("li", {}, "No orders."));
+      orders.replaceChildren(...items.map((o) => h("li", {}, `Order ${shortId(o.id)} · ${o.status} · ${money(o.total_amount, o.currency)}`)));
+      if (!items.length) orders.append(h("li", {}, "No orders."));
     })
     .catch(() => orders.replaceChildren(h("li", {}, "Orders not available.")));
   return h(
@@ -59,10 +58,21 @@ export function customerContext(session: Session, customerId: string, headingLev
 
 // -- render farm ---------------------------------------------------------------------------------
 
+interface RenderJobBody {
+  id: string;
+  file_id: string;
+  status: "queued" | "running" | "succeeded" | "failed";
+  progress: number;
+  stage: string;
+  error_code: string;
+  created_at: string;
+  finished_at: string | null;
+}
+
 interface JobRow {
   jobId: string;
   fileId: string;
-  status: "running" | "succeeded" | "failed";
+  status: "queued" | "running" | "succeeded" | "failed";
   progress: number;
   stage: string;
   errorCode: string;
@@ -77,14 +87,14 @@ export class RenderFarmPanel {
   private readonly counts: HTMLElement;
   private readonly table: HTMLTableSectionElement;
 
-  constructor() {
+  constructor(private readonly session: Session) {
     this.counts = h("p", { id: "render-counts" });
     this.table = h("tbody", {});
     this.element = h(
       "section",
       { class: "card", "aria-labelledby": "farm-title", id: "render-farm" },
       h("h2", { id: "farm-title" }, "Render farm"),
-      h("p", { class: "hint" }, "From the live events since this page was opened (there is no list of past jobs)."),
+      h("p", { class: "hint" }, "The latest jobs, kept current by live events."),
       this.counts,
       h(
         "div",
@@ -101,6 +111,25 @@ export class RenderFarmPanel {
     this.render();
   }
 
+  /** The latest jobs from the API; a job the live events told of meanwhile keeps its row. */
+  async load(): Promise<void> {
+    try {
+      const { items } = await this.session.request<{ items: RenderJobBody[] }>("GET", "/render-jobs", { query: { limit: 50 } });
+      const today = new Date();
+      today.setHours(0, 0, 0, 0);
+      for (const job of items) {
+        if (this.jobs.has(job.id)) continue;
+        const at = job.finished_at ?? job.created_at;
+        this.jobs.set(job.id, { jobId: job.id, fileId: job.file_id, status: job.status, progress: job.progress, stage: job.stage, errorCode: job.error_code, at });
+        this.waiting.delete(job.file_id);
+        if (job.status === "succeeded" && job.finished_at && new Date(job.finished_at) >= today) this.completions.push(job.finished_at);
+      }
+    } catch {
+      // the live events still fill the panel
+    }
+    this.render();
+  }
+
   onEvent(e: DashboardEvent): boolean {
     const data = e.event.data;
     const jobId = typeof data.job_id === "string" ? data.job_id : "";
@@ -110,6 +139,7 @@ export class RenderFarmPanel {
     } else if (e.type.startsWith("render.") && jobId) {
       const row = this.jobs.get(jobId) ?? { jobId, fileId, status: "running", progress: 0, stage: "", errorCode: "", at: e.event.occurred_at };
       if (e.type === "render.progress") {
+        if (row.status === "queued") row.status = "running";
         row.progress = Math.max(row.progress, Number(data.progress ?? 0));
         row.stage = String(data.stage ?? "");
       } else if (e.type === "render.completed") {
@@ -133,10 +163,11 @@ export class RenderFarmPanel {
 
   private render(): void {
     const rows = [...this.jobs.values()];
+    const queued = rows.filter((r) => r.status === "queued").length;
     const running = rows.filter((r) => r.status === "running").length;
     const failed = rows.filter((r) => r.status === "failed").length;
     const done = rows.filter((r) => r.status === "succeeded").length;
-    this.counts.textContent = `Waiting for scan or queued: ${this.waiting.size} · running: ${running} · failed: ${failed} · done: ${done}`;
+    this.counts.textContent = `Waiting for scan or queued: ${this.waiting.size + queued} · running: ${running} · failed: ${failed} · done: ${done}`;
     clear(this.table);
     for (const name of this.waiting.values()) {
       this.table.append(h("tr", { "data-status": "queued" }, h("td", {}, "—"), h("td", {}, name), h("td", {}, "queued"), h("td", {}, "0%"), h("td", {}, "")));
@@ -242,7 +273,7 @@ export class PlotsPanel {
       "section",
       { class: "card", "aria-labelledby": "plots-title", id: "plots" },
       h("h2", { id: "plots-title" }, "Today"),
-      h("p", { class: "hint" }, "Conversations in the queue and yours, by the hour they started; first-response times from their messages; renders finished since this page was opened."),
+      h("p", { class: "hint" }, "Conversations in the queue and yours, by the hour they started; first-response times from their messages; renders finished today."),
       this.area,
     );
   }
