@@ -8,6 +8,11 @@ the hub's peak RSS (VmHWM in /proc/<pid>/status) and the throughput are printed.
 The body is plain text made on the fly (accepted as a `text` file, which nothing renders), sent
 as one streamed PATCH (what tus-js-client does by default) or in --chunk-mb pieces. The server
 must hold it in bounded memory: its peak RSS should not grow with the size of the file.
+
+VmHWM is the peak since the server started, and the accounts are written straight to the
+database: no password is hashed (argon2id takes 64 MiB while it hashes, so a login or sign-up
+raises the peak to ~210 MB whatever the upload does) and none is checked for strength (zxcvbn's
+dictionaries, ~12 MB, load at the first check and stay).
 """
 
 from __future__ import annotations
@@ -234,7 +239,7 @@ async def _scanned(url: str, token: str, file_id: str) -> tuple[str, float]:
 
 @contextmanager
 def _s3(workdir: Path) -> Iterator[dict[str, str]]:
-    import boto3
+    import boto3  # type: ignore[import-untyped]  # no stubs installed; only the test bucket
 
     from tests.s3 import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, run_moto_server
 

@@ -12,7 +12,6 @@ from collections.abc import Sequence
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from zxcvbn import zxcvbn
 
 from core.errors import ValidationFailed
 
@@ -81,6 +80,10 @@ def check_password_strength(password: str, *, user_inputs: Sequence[str] = ()) -
             pieces = [p for p in re.split(r"[^0-9a-z]+", part) if p]
             words.update(pieces)
             words.add("".join(pieces))
+    # Imported at the first check, not with the service: zxcvbn builds its ranked dictionaries
+    # (~12 MB) on import, which a process that never sets a password does not need.
+    from zxcvbn import zxcvbn
+
     result = zxcvbn(password[:100], user_inputs=sorted(w for w in words if len(w) > 2))
     if result["score"] < MIN_STRENGTH_SCORE:
         feedback = result["feedback"]

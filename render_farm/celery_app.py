@@ -8,10 +8,13 @@ timeout is kept above the hard time limit so a slow task is not delivered twice.
 
 from __future__ import annotations
 
-from celery import Celery
+from typing import TYPE_CHECKING
 
 from core.errors import ConfigError
 from core.settings import Settings
+
+if TYPE_CHECKING:
+    from celery import Celery
 
 RENDER_QUEUE = "render"
 RENDER_TASK = "render_farm.render_job"
@@ -26,6 +29,8 @@ def create_celery(settings: Settings) -> Celery:
             "(without it, renders run in the hub's local process pool)",
             setting="REDIS_URL",
         )
+    from celery import Celery  # only where Celery is used: embedded mode never loads it
+
     app = Celery("ideinstein", broker=settings.redis_url, set_as_current=False)
     app.conf.update(
         task_default_queue=RENDER_QUEUE,

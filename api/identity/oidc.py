@@ -8,6 +8,9 @@ rotated), at most once per `KEYS_REFETCH_INTERVAL` so forged key ids cannot make
 
 Endpoints must be https. Plain http is accepted for a loopback host only (`is_loopback_host`):
 that traffic never leaves the machine, and the tests run their provider there.
+
+authlib, httpx2 and joserfc (~3.5 MB of RSS together) are imported by `OpenIDProvider`'s
+methods, not with this module: a service with no provider configured never loads them.
 """
 
 from __future__ import annotations
@@ -18,25 +21,17 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 from uuid import UUID
 
-import httpx2
-from authlib.integrations.httpx_client import AsyncOAuth2Client, OAuthError
-from joserfc import jwt
-from joserfc.errors import (
-    BadSignatureError,
-    ClaimError,
-    ExpiredTokenError,
-    InvalidKeyIdError,
-    JoseError,
-)
-from joserfc.jwk import KeySet
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from core.errors import AppError
 from core.settings import OAUTH_PROVIDERS, Settings, is_loopback_host
+
+if TYPE_CHECKING:
+    from joserfc.jwk import KeySet
 
 SCOPE = "openid email profile"
 ID_TOKEN_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384")
@@ -237,6 +232,9 @@ class OpenIDProvider:
         cache_ttl: float = CACHE_TTL,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        import httpx2
+        from authlib.integrations.httpx_client import AsyncOAuth2Client
+
         self.config = config
         self.redirect_uri = redirect_uri
         self._cache_ttl = cache_ttl
@@ -281,6 +279,9 @@ class OpenIDProvider:
             return self._metadata
 
     async def keys(self, *, refetch: bool = False) -> KeySet:
+        from joserfc.errors import JoseError
+        from joserfc.jwk import KeySet
+
         metadata = await self.metadata()
         async with self._lock:
             fresh = self._keys is not None and not self._stale(self._keys_at, self._cache_ttl)
@@ -298,6 +299,8 @@ class OpenIDProvider:
         return self._clock() - fetched_at >= ttl
 
     async def _get_json(self, url: str, *, bearer: str | None = None) -> dict[str, Any]:
+        import httpx2
+
         headers = {"Accept": "application/json"}
         if bearer is not None:
             headers["Authorization"] = f"Bearer {bearer}"
@@ -342,6 +345,9 @@ class OpenIDProvider:
         self, metadata: ProviderMetadata, *, code: str, code_verifier: str
     ) -> dict[str, Any]:
         """The token endpoint's answer to the code (with the PKCE verifier)."""
+        import httpx2
+        from authlib.integrations.httpx_client import OAuthError
+
         auth = self._http.client_auth(self._client_auth_method(metadata))
         try:
             token = await self._http.fetch_token(
@@ -367,6 +373,8 @@ class OpenIDProvider:
 
     async def verify_id_token(self, id_token: str, *, nonce: str) -> dict[str, Any]:
         """Signature against the provider's keys, then iss, aud (and azp), exp, iat, nonce."""
+        from joserfc.errors import InvalidKeyIdError
+
         metadata = await self.metadata()
         try:
             claims = _decode(id_token, await self.keys())
@@ -381,6 +389,9 @@ class OpenIDProvider:
     def _check_claims(
         self, claims: dict[str, Any], *, metadata: ProviderMetadata, nonce: str
     ) -> None:
+        from joserfc import jwt
+        from joserfc.errors import ClaimError, ExpiredTokenError
+
         client_id = self.config.client_id
         registry = jwt.JWTClaimsRegistry(
             leeway=CLOCK_LEEWAY,
@@ -408,6 +419,9 @@ class OpenIDProvider:
 
 def _decode(id_token: str, keys: KeySet) -> dict[str, Any]:
     """Verify the signature; InvalidKeyIdError is left to the caller (it may refetch)."""
+    from joserfc import jwt
+    from joserfc.errors import BadSignatureError, InvalidKeyIdError, JoseError
+
     try:
         token = jwt.decode(id_token, keys, algorithms=ID_TOKEN_ALGORITHMS)
     except InvalidKeyIdError:
