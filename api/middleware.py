@@ -136,6 +136,17 @@ def _raised_in_driver(exc: BaseException) -> bool:
     return False
 
 
+# nginx's status for a request whose client closed the connection before the answer: what the
+# metrics count such requests as (the response itself is never sent).
+CLIENT_CLOSED_REQUEST = 499
+
+
+def client_gone(request: web.Request) -> bool:
+    """Whether the client's connection has closed (not, say, an upstream's we were calling)."""
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
 @web.middleware
 async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     incoming = request.headers.get("X-Request-ID", "")
@@ -181,6 +192,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
                 response.headers[name] = exc.headers[name]
         return response
     except Exception as exc:
+        if isinstance(exc, ConnectionResetError) and client_gone(request):
+            # The client hung up mid-request (e.g. while its body was read): nobody is left to
+            # answer and it is no fault of ours. No traceback: a load balancer or a benchmark
+            # dropping many connections at once would otherwise stall the loop formatting them.
+            log.info("http.client_gone", method=request.method, path=request.path)
+            return web.Response(status=CLIENT_CLOSED_REQUEST)
         if database_unavailable(exc):
             log.warning("http.database_unavailable", path=request.path, error=repr(exc)[:200])
             unavailable = ServiceUnavailable(

@@ -34,7 +34,6 @@ from bench.harness import (
     HubAccounts,
     Proc,
     free_port,
-    hub_accounts,
     median,
     print_table,
     running_hub,
@@ -46,11 +45,14 @@ SECONDS = int(os.environ.get("BENCH_API_SECONDS", "10"))
 CONNECTIONS = int(os.environ.get("BENCH_API_CONNECTIONS", "32"))
 POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test")
 
-USERS = int(os.environ.get("BENCH_API_USERS", "200"))
+USERS = int(os.environ.get("BENCH_API_USERS", "1000"))
 
 # Requests rotate over USERS customers (token, own conversation): the per-user API budget
-# (600 a minute) is not what is measured. Each POST carries a fresh client_msg_id (a random
-# per-thread prefix and a counter): every one stores a message.
+# (600 a minute) is not what is measured. It must not be reached: 3 GET runs then 3 POST runs
+# of 10 s at up to ~3,000 requests/s come to about 600 a user a minute with 300 users; 1,000
+# leave a wide margin (a 429 would count as a non-2xx response below and inflate the rate).
+# Each POST carries a fresh client_msg_id (a random per-thread prefix and a counter): every
+# one stores a message.
 LUA = """
 local tokens = {{{tokens}}}
 local conversations = {{{conversations}}}
@@ -75,6 +77,65 @@ function request()
   return wrk.format("POST", path, headers, body)
 end
 """
+
+
+def customer_accounts(workdir: Path, port: int, count: int) -> list[HubAccounts]:
+    """`count` customers with open sessions, each with a conversation opened over the API."""
+    return asyncio.run(_customer_accounts(workdir, port, count))
+
+
+async def _customer_accounts(workdir: Path, port: int, count: int) -> list[HubAccounts]:
+    from datetime import timedelta
+
+    from core.clock import utcnow
+    from core.permissions import Role
+    from core.secret_key import load_key_ring
+    from core.settings import load_settings
+    from core.tokens import issue_access_token
+    from db.connection import open_database
+    from db.models.identity import AuthSession, User
+
+    settings = load_settings(
+        data_dir=str(workdir / "var"), secret_key=os.environ["BENCH_SECRET_KEY"]
+    )
+    keys = load_key_ring(settings)
+    tokens: list[str] = []
+    async with open_database(settings.database_url):
+        run = secrets.token_hex(4)
+        for n in range(count):
+            user = await User.create(
+                email=f"bench-{run}-{n}@example.com",
+                role=Role.CUSTOMER,
+                email_verified_at=utcnow(),
+            )
+            session = await AuthSession.create(user=user, expires_at=utcnow() + timedelta(days=1))
+            tokens.append(
+                issue_access_token(
+                    key=keys.current,
+                    user_id=str(user.id),
+                    role=Role.CUSTOMER.value,
+                    session_id=str(session.id),
+                )
+            )
+    gate = asyncio.Semaphore(8)
+
+    async def open_conversation(http: aiohttp.ClientSession, token: str) -> HubAccounts:
+        async with (
+            gate,
+            http.post(
+                f"http://127.0.0.1:{port}/api/v1/conversations",
+                json={"subject": "benchmark"},
+                headers={"Authorization": f"Bearer {token}"},
+            ) as response,
+        ):
+            response.raise_for_status()
+            body = await response.json()
+        return HubAccounts(
+            customer_token=token, staff_token="", conversation_id=str(body["conversation"]["id"])
+        )
+
+    async with aiohttp.ClientSession() as http:
+        return list(await asyncio.gather(*(open_conversation(http, t) for t in tokens)))
 
 
 def lua(method: str, accounts: list[HubAccounts]) -> str:
@@ -193,10 +254,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-api-") as t, bench_database() as db_url:
         tmp = Path(t)
         previous = os.environ.get("DATABASE_URL")
-        os.environ["DATABASE_URL"] = db_url  # the hub and hub_accounts both read it
+        os.environ["DATABASE_URL"] = db_url  # the hub and customer_accounts both read it
         try:
             with running_hub(tmp, env={"DATABASE_URL": db_url}) as (_, port):
-                accounts = [hub_accounts(tmp, port) for _ in range(USERS)]
+                accounts = customer_accounts(tmp, port, USERS)
                 url = f"http://127.0.0.1:{port}"
                 first = accounts[0]
                 bodies = asyncio.run(_capture(url, first.customer_token, first.conversation_id))

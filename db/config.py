@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from tortoise.backends.base.config_generator import expand_db_url
+
 APP_LABEL = "models"
 MODEL_MODULES = [
     "db.models.identity",
@@ -17,6 +19,12 @@ MODEL_MODULES = [
     "db.models.commerce",
 ]
 MIGRATIONS_MODULE = "db.migrations"
+
+# asyncpg pool of each process. Tortoise's default (1 to 5) queues a busy node's requests
+# behind five connections; a URL that names `minsize` or `maxsize` keeps its own choice.
+# Mind PostgreSQL's max_connections (100 by default): hub nodes x maxsize, plus workers.
+POOL_MINSIZE = 2
+POOL_MAXSIZE = 20
 
 
 def connection_name(database_url: str) -> str:
@@ -42,10 +50,36 @@ def with_sqlite_pragmas(database_url: str) -> str:
     return database_url + ("&" if parts.query else "?") + "synchronous=NORMAL"
 
 
+async def keep_session(connection: object) -> None:
+    """The pool's reset on release: nothing beyond asyncpg's own (which rolls back a
+    transaction left open).
+
+    asyncpg's default runs `SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *;
+    RESET ALL;` each time a connection goes back to the pool: one more round trip per query
+    (Tortoise takes a pooled connection per query), holding the connection meanwhile. Pooled
+    connections here carry no session state to undo: nothing runs `SET`, `LISTEN`, session
+    advisory locks (the tus upload locks have a connection of their own) or `WITH HOLD`
+    cursors."""
+
+
+def connection_config(database_url: str) -> str | dict[str, Any]:
+    """What Tortoise is given for the connection: the URL, or for PostgreSQL its expanded
+    form with the pool's size and reset."""
+    if connection_name(database_url) != "postgres":
+        return with_sqlite_pragmas(database_url)
+    config = expand_db_url(database_url)
+    credentials: dict[str, Any] = config["credentials"]
+    maxsize = int(credentials.get("maxsize", POOL_MAXSIZE))
+    credentials["maxsize"] = maxsize
+    credentials["minsize"] = int(credentials.get("minsize", min(POOL_MINSIZE, maxsize)))
+    credentials.setdefault("reset", keep_session)
+    return config
+
+
 def tortoise_config(database_url: str) -> dict[str, Any]:
     name = connection_name(database_url)
     return {
-        "connections": {name: with_sqlite_pragmas(database_url)},
+        "connections": {name: connection_config(database_url)},
         "apps": {
             APP_LABEL: {
                 "models": MODEL_MODULES,

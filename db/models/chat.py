@@ -47,7 +47,11 @@ class Conversation(Model):
 
     class Meta:
         table = "conversations"
-        indexes = (("status", "assignee_id"),)
+        indexes = (
+            ("status", "assignee_id"),
+            ("customer_id", "created_at"),
+            ("assignee_id", "created_at"),
+        )
 
 
 class Message(Model):
