@@ -1,8 +1,9 @@
 """Rendering: a 1M-triangle binary STL to four 1024x768 PNG views, thumbnails and a web GLB
 through our render child (`python -m render_farm.child`, as a worker runs it: EGL on the CPU),
 against f3d (PyPI `f3d`) rendering ONE 1024x768 view of the same file offscreen, also in a
-fresh interpreter. Wall seconds from spawn to exit and the child's peak RSS
+fresh interpreter. Wall seconds from spawn to exit, the child's CPU seconds and peak RSS
 (getrusage(RUSAGE_CHILDREN) in a fresh measuring process), medians of BENCH_RUNS (default 3).
+The machine's load moves the wall seconds a lot: compare the ratio, and the CPU seconds.
 
     python -m bench.bench_render
     python -m bench.bench_render --measure ours|f3d STL OUT_DIR   (one run, JSON on stdout)
@@ -136,6 +137,12 @@ def main() -> None:
                 False,
             ),
             (
+                "CPU seconds (user + system)",
+                median([r["cpu_seconds"] for r in ours]),
+                median([r["cpu_seconds"] for r in f3d]),
+                False,
+            ),
+            (
                 "peak RSS MiB",
                 median([r["peak_mib"] for r in ours]),
                 median([r["peak_mib"] for r in f3d]),
@@ -145,11 +152,14 @@ def main() -> None:
     )
     stages = {k: median([r["timings"].get(k, 0.0) for r in ours]) for k in ours[0]["timings"]}
     print("ours, stage seconds (median): " + ", ".join(f"{k} {v:.2f}" for k, v in stages.items()))
+    print(f"load average after the runs: {os.getloadavg()[0]:.2f}")
 
 
 def _measure_main(side: str, stl: Path, out_dir: Path) -> None:
     result = (_measure_ours if side == "ours" else _measure_f3d)(stl, out_dir)
-    result["peak_mib"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result["cpu_seconds"] = usage.ru_utime + usage.ru_stime
+    result["peak_mib"] = usage.ru_maxrss / 1024
     print(json.dumps(result))
 
 

@@ -1,10 +1,11 @@
-"""Loading: every supported format into one `trimesh.Trimesh`, with no VTK reader involved.
+"""Loading: every supported format into one `TriangleMesh`, with no VTK reader involved.
 
 Untrusted bytes are parsed by trimesh (meshes) or OpenCASCADE through cascadio (STEP, IGES);
 VTK only ever sees the resulting arrays. trimesh's default processing costs about ten times the
 bare parse on big meshes, so files are loaded with `process=False` and only the vertex merge
 the analysis needs is done (in `analyse`). trimesh returns an EMPTY mesh for garbage STL and OBJ
-without raising: emptiness is checked here.
+without raising: emptiness is checked here. A binary STL (the size its header states) is read
+straight into arrays as trimesh reads it, without importing trimesh at all.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ import io
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import trimesh
 
 from render_farm.pipeline.errors import FailureCode, PipelineError
 from render_farm.pipeline.kinds import (
@@ -26,6 +27,10 @@ from render_farm.pipeline.kinds import (
     is_renderable,
     normalize_kind,
 )
+from render_farm.pipeline.mesh import TriangleMesh
+
+if TYPE_CHECKING:
+    import trimesh
 
 __all__ = [
     "BREP_KINDS",
@@ -49,7 +54,7 @@ BREP_MAX_PASSES = 3
 
 @dataclass(frozen=True)
 class LoadedModel:
-    mesh: trimesh.Trimesh
+    mesh: TriangleMesh
     declared_units: str | None  # the units the file states (3MF, glTF, STEP), if any
 
 
@@ -61,14 +66,18 @@ def load_model(path: Path, *, kind: str, max_triangles: int, brep_face_budget: i
         raise PipelineError(
             FailureCode.UNSUPPORTED_FORMAT, f"{kind or 'this'} files are not rendered"
         )
+    mesh: TriangleMesh | None = None
+    units: str | None = None
     if kind == "stl":
         _check_binary_stl_count(path, max_triangles=max_triangles)
-    loaded: trimesh.Trimesh | trimesh.Scene = (
-        _load_brep(path, kind=kind, face_budget=brep_face_budget)
-        if kind in BREP_KINDS
-        else _load_mesh_file(path, kind=kind)
-    )
-    mesh, units = _single_mesh(loaded)
+        mesh = _read_binary_stl(path)
+    if mesh is None:
+        loaded = (
+            _load_brep(path, kind=kind, face_budget=brep_face_budget)
+            if kind in BREP_KINDS
+            else _load_mesh_file(path, kind=kind)
+        )
+        mesh, units = _single_mesh(loaded)
     _check_geometry(mesh, max_triangles=max_triangles)
     if kind == "step":
         units = "m"  # OpenCASCADE's glTF writer converts STEP to metres
@@ -89,7 +98,31 @@ def _check_binary_stl_count(path: Path, *, max_triangles: int) -> None:
         )
 
 
+_STL_RECORD = np.dtype([("normals", "<f4", 3), ("vertices", "<f4", (3, 3)), ("attributes", "<u2")])
+
+
+def _read_binary_stl(path: Path) -> TriangleMesh | None:
+    """The triangles of a binary STL whose size is the one its count states (trimesh's test
+    for binary), as trimesh reads them (three float32 vertices per triangle, as float64);
+    None for anything else (ASCII, a wrong size, no triangles), which goes to trimesh."""
+    size = path.stat().st_size
+    if size < 84:
+        return None
+    with path.open("rb") as file:
+        file.seek(80)
+        (count,) = struct.unpack("<I", file.read(4))
+        if count == 0 or size != 84 + _STL_RECORD.itemsize * count:
+            return None
+        records = np.fromfile(file, dtype=_STL_RECORD, count=count)
+    if len(records) != count:
+        return None
+    vertices = records["vertices"].reshape(-1, 3).astype(np.float64)
+    return TriangleMesh(vertices, np.arange(3 * count, dtype=np.int64).reshape(-1, 3))
+
+
 def _load_mesh_file(path: Path, *, kind: str) -> trimesh.Trimesh | trimesh.Scene:
+    import trimesh
+
     try:
         with path.open("rb") as file:
             loaded = trimesh.load(file, file_type=kind, process=False)
@@ -104,6 +137,7 @@ def _load_mesh_file(path: Path, *, kind: str) -> trimesh.Trimesh | trimesh.Scene
 
 def _load_brep(path: Path, *, kind: str, face_budget: int) -> trimesh.Scene:
     import cascadio  # OpenCASCADE: imported only where it is used
+    import trimesh
 
     data = path.read_bytes()
 
@@ -145,10 +179,12 @@ def _load_brep(path: Path, *, kind: str, face_budget: int) -> trimesh.Scene:
     return scene  # even the finer passes were over budget: the coarse one is good enough
 
 
-def _single_mesh(loaded: trimesh.Trimesh | trimesh.Scene) -> tuple[trimesh.Trimesh, str | None]:
+def _single_mesh(loaded: trimesh.Trimesh | trimesh.Scene) -> tuple[TriangleMesh, str | None]:
+    import trimesh
+
     units = loaded.units if isinstance(loaded.units, str) and loaded.units else None
     if isinstance(loaded, trimesh.Trimesh):
-        return loaded, units
+        return TriangleMesh.of(loaded), units
     meshes = [g for g in loaded.geometry.values() if isinstance(g, trimesh.Trimesh)]
     if not meshes or all(len(m.faces) == 0 for m in meshes):
         raise PipelineError(FailureCode.CORRUPT_FILE, "the file holds no triangles")
@@ -158,10 +194,10 @@ def _single_mesh(loaded: trimesh.Trimesh | trimesh.Scene) -> tuple[trimesh.Trime
         raise PipelineError(
             FailureCode.CORRUPT_FILE, f"the scene could not be flattened ({exc})"
         ) from None
-    return mesh, units
+    return TriangleMesh.of(mesh), units
 
 
-def _check_geometry(mesh: trimesh.Trimesh, *, max_triangles: int) -> None:
+def _check_geometry(mesh: TriangleMesh, *, max_triangles: int) -> None:
     faces = len(mesh.faces)
     if faces == 0 or len(mesh.vertices) == 0:
         raise PipelineError(FailureCode.CORRUPT_FILE, "the file holds no triangles")

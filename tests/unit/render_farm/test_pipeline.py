@@ -11,17 +11,18 @@ import numpy as np
 import pytest
 import trimesh
 
-from render_farm.pipeline.analyse import analyse, guess_units
+from render_farm.pipeline.analyse import analyse, guess_units, merge_vertices
 from render_farm.pipeline.errors import FailureCode, PipelineError
 from render_farm.pipeline.export import export_glb, simplify
 from render_farm.pipeline.load import is_renderable, load_model
+from render_farm.pipeline.mesh import TriangleMesh
 from tests.cad_samples import cad_sample as sample
 
 LIMIT = 5_000_000
 BUDGET = 500_000
 
 
-def load(path: Path, kind: str, *, max_triangles: int = LIMIT) -> trimesh.Trimesh:
+def load(path: Path, kind: str, *, max_triangles: int = LIMIT) -> TriangleMesh:
     return load_model(path, kind=kind, max_triangles=max_triangles, brep_face_budget=BUDGET).mesh
 
 
@@ -209,3 +210,40 @@ def test_components_count_separate_pieces() -> None:
         [trimesh.creation.box(), trimesh.creation.box().apply_translation([5, 0, 0])]
     )
     assert analyse(two, declared_units=None).components == 2
+
+
+@pytest.mark.parametrize("name", ["angle_block.STL", "1002_tray_bottom.STL"])
+def test_an_stl_is_read_as_trimesh_reads_it(name: str) -> None:
+    # angle_block is binary (read without trimesh), the tray ASCII (read by trimesh).
+    with sample(name).open("rb") as file:
+        reference = trimesh.load_mesh(file, file_type="stl", process=False)
+    mesh = load(sample(name), "stl")
+    assert np.array_equal(mesh.vertices, reference.vertices)
+    assert np.array_equal(mesh.faces, reference.faces)
+    assert mesh.vertices.dtype == np.float64
+
+
+def trimesh_glb(mesh: trimesh.Trimesh) -> bytes:
+    """How the GLB was written before: trimesh's exporter, with its vertex normals."""
+    web = trimesh.Trimesh(np.asarray(mesh.vertices, dtype=np.float32), mesh.faces, process=False)
+    _ = web.vertex_normals
+    data = web.export(file_type="glb", include_normals=True)
+    assert isinstance(data, bytes)
+    return data
+
+
+@pytest.mark.parametrize("name", ["angle_block.STL", "fandisk.obj", "octagonal_pocket.ply"])
+def test_the_glb_holds_what_trimesh_wrote(name: str) -> None:
+    mesh = merge_vertices(load(sample(name), name.rsplit(".", 1)[1].lower()))
+    reference = trimesh.Trimesh(mesh.vertices, mesh.faces, process=False)
+
+    ours = trimesh.load_scene(io.BytesIO(export_glb(mesh)), file_type="glb", process=False)
+    theirs = trimesh.load_scene(io.BytesIO(trimesh_glb(reference)), file_type="glb")
+
+    [got] = ours.geometry.values()
+    [expected] = theirs.geometry.values()
+    assert isinstance(got, trimesh.Trimesh)
+    assert isinstance(expected, trimesh.Trimesh)
+    assert np.array_equal(got.vertices, expected.vertices)
+    assert np.array_equal(got.faces, expected.faces)
+    assert np.allclose(got.vertex_normals, expected.vertex_normals, atol=1e-6)
