@@ -1,10 +1,13 @@
-"""A PATCH with `Upload-Checksum`: its body is spilled to a temporary file while it is hashed
-(in threads, one batch in memory), and only a body that matches is appended."""
+"""A PATCH with `Upload-Checksum`: its body is spilled to a temporary file while it is hashed,
+and only a body that matches is appended. The spill is a pipeline of depth one: a worker
+thread writes and hashes a batch of pieces (one `writev`, no copy) while the next batch is
+gathered on the event loop (two batches in memory at most)."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import tempfile
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -13,6 +16,8 @@ from typing import IO
 from storage.blobs import BlobStore, UploadHandle
 from storage.blobs.base import BATCH_SIZE
 from storage.tus_protocol import Checksum, ChecksumMismatch
+
+MAX_PIECES = 512  # a batch ends there too: one writev takes at most IOV_MAX (1024) buffers
 
 
 async def append_verified(
@@ -29,16 +34,25 @@ async def append_verified(
     (it was longer than the upload may take: none of it is kept)."""
     await asyncio.to_thread(spill_dir.mkdir, parents=True, exist_ok=True)
     spill = await asyncio.to_thread(_open_spill, spill_dir)
+    loop = asyncio.get_running_loop()
+    digest = checksum.new_hash()
+    writing: asyncio.Future[None] | None = None
     try:
-        digest = checksum.new_hash()
-        batch = bytearray()
+        batch: list[bytes] = []
+        batched = 0
         async for chunk in body:
-            batch += chunk
-            if len(batch) >= BATCH_SIZE:
-                await asyncio.to_thread(_spill, spill, digest, bytes(batch))
-                batch.clear()
-        if batch:
-            await asyncio.to_thread(_spill, spill, digest, bytes(batch))
+            batch.append(bytes(chunk))  # kept until written: a copy unless it is bytes already
+            batched += len(chunk)
+            if batched >= BATCH_SIZE or len(batch) >= MAX_PIECES:
+                if writing is not None:
+                    await asyncio.shield(writing)
+                writing = loop.run_in_executor(None, _spill, spill, digest, batch)
+                batch, batched = [], 0
+        if writing is not None:
+            await asyncio.shield(writing)
+        writing = loop.run_in_executor(None, _spill, spill, digest, batch)
+        await asyncio.shield(writing)
+        writing = None
         if cut_off():
             return False
         if digest.digest() != checksum.digest:
@@ -47,16 +61,33 @@ async def append_verified(
         await store.append(handle, _read_spill(spill))
         return True
     finally:
-        await asyncio.shield(asyncio.to_thread(spill.close))
+        await asyncio.shield(_close_spill(spill, writing))
+
+
+async def _close_spill(spill: IO[bytes], writing: asyncio.Future[None] | None) -> None:
+    """Close the spill file once the thread writing to it (if any) is done."""
+    if writing is not None:
+        await asyncio.gather(writing, return_exceptions=True)
+    await asyncio.to_thread(spill.close)
 
 
 def _open_spill(directory: Path) -> IO[bytes]:
     return tempfile.TemporaryFile(dir=directory)
 
 
-def _spill(file: IO[bytes], digest: hashlib._Hash, data: bytes) -> None:
-    file.write(data)
-    digest.update(data)
+def _spill(file: IO[bytes], digest: hashlib._Hash, pieces: list[bytes]) -> None:
+    """In a worker thread: the pieces to the end of the spill file (one writev; a short write
+    goes on with plain writes), and into the digest."""
+    if not pieces:
+        return
+    fd = file.fileno()
+    written = os.writev(fd, pieces)
+    for piece in pieces:
+        rest = memoryview(piece)[min(max(written, 0), len(piece)) :]
+        written -= len(piece)
+        while rest:
+            rest = rest[os.write(fd, rest) :]
+        digest.update(piece)
 
 
 async def _read_spill(file: IO[bytes]) -> AsyncIterator[bytes]:

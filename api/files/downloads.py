@@ -28,7 +28,7 @@ from core.errors import AppError, NotFound
 from core.logs import get_logger
 from storage.blobs import BlobStore
 from storage.blobs.base import READ_SIZE, content_disposition
-from storage.blobs.local import LocalBlobStore
+from storage.blobs.local import LocalBlobStore, open_for_reading
 
 log = get_logger(__name__)
 
@@ -190,8 +190,9 @@ async def _read_range(
     store: BlobStore, key: str, start: int, length: int
 ) -> AsyncGenerator[bytes, None]:
     if isinstance(store, LocalBlobStore):
-        async for chunk in _read_file_range(store.path_of(key), start, length):
-            yield chunk
+        async with aclosing(_read_file_range(store.path_of(key), start, length)) as chunks:
+            async for chunk in chunks:
+                yield chunk
         return
     # A store without seek: skip to the range (no such store serves here today: S3 redirects).
     position = 0
@@ -208,7 +209,7 @@ async def _read_range(
 
 
 async def _read_file_range(path: Path, start: int, length: int) -> AsyncGenerator[bytes, None]:
-    file: BinaryIO = await asyncio.to_thread(path.open, "rb")
+    file: BinaryIO = await open_for_reading(path)  # closed even if cancelled while opening
     try:
         await asyncio.to_thread(file.seek, start)
         left = length

@@ -47,7 +47,9 @@ log = get_logger(__name__)
 
 PREFIX = "/api/v1/uploads"
 TAGS = ("uploads",)
-READ_CHUNK = 64 * 1024
+# The request's reader may buffer up to twice this before TCP pushes back on the client
+# (aiohttp's default is 64 KiB: the socket is paused and resumed every few pieces).
+READ_BUFFER = 1024 * 1024
 EXPIRY_SWEEP_SECONDS = 60.0
 
 
@@ -87,8 +89,19 @@ def _upload_headers(view: UploadView) -> dict[str, str]:
 
 
 async def _body(request: web.Request) -> AsyncIterator[bytes]:
-    async for chunk in request.content.iter_chunked(READ_CHUNK):
-        yield chunk
+    """The body in the pieces the HTTP parser fed in. With a Content-Length they are never cut
+    up nor joined (`readchunk`); a chunked body comes as it is buffered (`readany`, since
+    `readchunk` would join the pieces of every HTTP chunk). Not `iter_chunks`: an empty body
+    is aiohttp's one shared `EmptyStreamReader`, whose `readchunk` ends an iteration only the
+    first time in the process (then it yields empty chunks forever)."""
+    content = request.content
+    content.set_read_chunk_size(READ_BUFFER)
+    if request.content_length is not None:
+        while chunk := (await content.readchunk())[0]:
+            yield chunk
+    else:
+        while chunk := await content.readany():
+            yield chunk
 
 
 def _check_offset_body(request: web.Request) -> None:

@@ -1,6 +1,18 @@
 """Blobs on local disk: `<root>/<aa>/<bb>/<sha256>`, written through a temporary file in
 `<root>/.uploads` (same filesystem), fsynced, then renamed into place atomically. Readers never
-see a partial blob. All file I/O runs in worker threads."""
+see a partial blob. All file I/O runs in worker threads.
+
+An append is a pipeline of depth one: while a worker thread writes a batch of pieces (one
+`writev`, no copy) and feeds them to the running sha256, the next batch is gathered from the
+stream on the event loop. At most two batches (2 x `WRITE_BATCH`) are held per upload.
+
+Big uploads are written behind: every `SYNC_STEP` bytes another worker thread syncs what was
+written (`fdatasync`) and drops those pages from the page cache (`POSIX_FADV_DONTNEED`) while
+the writes go on. The bytes are then on disk as they arrive (the final fsync has little left
+to do), and a big upload does not push the page cache out; the pages freed are those the next
+writes reuse (on a VM, pages the guest never touched cost a fault on the host each: writing
+into them ran at a quarter of the speed).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +20,7 @@ import asyncio
 import hashlib
 import os
 import re
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -26,11 +38,20 @@ from storage.blobs.base import (
 
 UPLOADS_DIR = ".uploads"
 _UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
+# Bytes gathered before a worker thread writes and hashes them (one thread hop each); a batch
+# also ends at `_MAX_PIECES` pieces (one writev takes at most IOV_MAX buffers). 1 MiB measured
+# at least as fast as 2 and 4 MiB here (likely: the batch is still in the CPU cache when it is
+# hashed after the write), and holds less.
+WRITE_BATCH = BATCH_SIZE
+_MAX_PIECES = 512
+SYNC_STEP = 64 * 1024 * 1024
+_WRITE_BEHIND = hasattr(os, "fdatasync") and hasattr(os, "posix_fadvise")  # not on macOS
 
 
 @dataclass(eq=False)
 class LocalUpload(UploadHandle):
     path: Path = Path()
+    synced: int = 0  # the bytes before this offset are on disk and out of the page cache
 
 
 class LocalBlobStore(BlobStore):
@@ -58,14 +79,35 @@ class LocalBlobStore(BlobStore):
             raise UploadClosedError(f"upload {handle.upload_id} is not one of this store's")
         return handle
 
-    async def _write(self, handle: UploadHandle, data: bytearray) -> None:
-        await asyncio.to_thread(self._append_sync, self._own(handle), data)
+    async def append(self, handle: UploadHandle, chunks: AsyncIterator[bytes]) -> int:
+        """Add a piece to an upload (pipelined: see the module's docstring); return the
+        upload's size after it. If the stream fails midway (or the caller is cancelled), the
+        bytes that did arrive are written before the error propagates: tus resumes from
+        `size`. A failed write closes the handle (only `abort` is left)."""
+        upload = self._own(handle)
+        self._check_open(upload)
+        writer = _Writer(upload)
+        batch: list[bytes] = []
+        try:
+            batched = 0
+            async for chunk in chunks:
+                # Pieces are kept, not copied: a buffer the caller may reuse is copied.
+                piece = chunk if type(chunk) is bytes else bytes(chunk)
+                if not piece:
+                    continue
+                batch.append(piece)
+                batched += len(piece)
+                upload.size += len(piece)
+                if batched >= WRITE_BATCH or len(batch) >= _MAX_PIECES:
+                    await writer.submit(batch)
+                    batch, batched = [], 0
+        finally:
+            await asyncio.shield(writer.finish(batch))
+        return upload.size
 
-    @staticmethod
-    def _append_sync(handle: LocalUpload, data: bytearray) -> None:
-        with handle.path.open("ab") as file:
-            file.write(data)
-        handle.digest.update(data)
+    async def _write(self, handle: UploadHandle, data: bytearray) -> None:
+        writer = _Writer(self._own(handle))
+        await asyncio.shield(writer.finish([bytes(data)]))
 
     def export_state(self, handle: UploadHandle) -> dict[str, Any]:
         upload = self._own(handle)
@@ -139,9 +181,117 @@ class LocalBlobStore(BlobStore):
         return None  # the app streams local blobs itself
 
 
+class _Writer:
+    """The write side of one `append`. Batches go to a worker thread one at a time and in
+    order (the sha256 must see them in order): `submit` waits for the batch in flight, then
+    sends the next, so the caller gathers a batch while the thread writes the one before.
+    Every `SYNC_STEP` bytes, another thread syncs what was written and drops it from the page
+    cache, beside the writes (a slow disk does not hold them up). The first batch opens the
+    file; `finish` writes the rest and closes it."""
+
+    def __init__(self, upload: LocalUpload) -> None:
+        self.upload = upload
+        self.fd: int | None = None
+        self.end = 0  # the file's size after the batches written (the fd appends)
+        self.in_flight: asyncio.Future[None] | None = None
+        self.syncing: asyncio.Future[None] | None = None
+
+    async def submit(self, batch: list[bytes]) -> None:
+        """Raises the previous batch's write error (or a failed sync's); a cancelled caller
+        leaves that write going on (shielded), for `finish` to wait for."""
+        if self.in_flight is not None:
+            await asyncio.shield(self.in_flight)
+            self.in_flight = None
+            self._sync_behind()
+        if batch:
+            loop = asyncio.get_running_loop()
+            self.in_flight = loop.run_in_executor(None, self._write, batch)
+
+    def _sync_behind(self) -> None:
+        """Start syncing what is written if a step's worth is not yet, unless a sync is still
+        going on (the next batch looks again)."""
+        if self.syncing is not None:
+            if not self.syncing.done():
+                return
+            syncing, self.syncing = self.syncing, None
+            syncing.result()  # a failed sync: the upload is closed, the error goes up
+        if _WRITE_BEHIND and self.fd is not None and self.end - self.upload.synced >= SYNC_STEP:
+            loop = asyncio.get_running_loop()
+            self.syncing = loop.run_in_executor(None, self._sync, self.fd, self.end)
+
+    async def finish(self, rest: list[bytes]) -> None:
+        """Wait for the batch in flight and the sync, write `rest` (unless something failed)
+        and close the file. Run it shielded: it must reach its end whatever happens to the
+        caller."""
+        loop = asyncio.get_running_loop()
+        running = [f for f in (self.in_flight, self.syncing) if f is not None]
+        self.in_flight = self.syncing = None
+        # Both threads are done before the file is closed (or its number could be reused).
+        outcomes = await asyncio.gather(*running, return_exceptions=True)
+        try:
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+        finally:
+            await loop.run_in_executor(None, self._write_last, rest)
+
+    def _write(self, batch: list[bytes]) -> None:
+        """In a worker thread: append the pieces (no copy), then hash them."""
+        upload = self.upload
+        try:
+            if batch and not upload.closed:
+                if self.fd is None:
+                    self.fd = os.open(upload.path, os.O_WRONLY | os.O_APPEND)
+                    self.end = os.fstat(self.fd).st_size
+                self.end += _write_all(self.fd, batch)
+                for piece in batch:
+                    upload.digest.update(piece)
+        except BaseException:
+            upload.closed = True  # its bytes and `size` no longer agree: only abort is left
+            raise
+
+    def _write_last(self, batch: list[bytes]) -> None:
+        try:
+            self._write(batch)
+        finally:
+            if self.fd is not None:
+                os.close(self.fd)
+                self.fd = None
+
+    def _sync(self, fd: int, end: int) -> None:
+        """In a worker thread: the bytes before `end` to disk, then out of the page cache."""
+        upload = self.upload
+        try:
+            os.fdatasync(fd)
+        except BaseException:
+            upload.closed = True  # what is on disk is not known: only abort is left
+            raise
+        start = min(upload.synced, end)
+        os.posix_fadvise(fd, start, end - start, os.POSIX_FADV_DONTNEED)
+        upload.synced = end
+
+
+def _write_all(fd: int, pieces: list[bytes]) -> int:
+    """One writev for the pieces; a short write (a full disk, a signal) goes on piece by piece
+    from where it stopped. Returns the bytes written (all of them)."""
+    total = sum(len(piece) for piece in pieces)
+    written = os.writev(fd, pieces)
+    if written == total:
+        return total
+    for piece in pieces:
+        if written >= len(piece):
+            written -= len(piece)
+            continue
+        view = memoryview(piece)[written:]
+        written = 0
+        while view:
+            view = view[os.write(fd, view) :]
+    return total
+
+
 async def _read_chunks(path: Path, key: str) -> AsyncGenerator[bytes, None]:
     try:
-        file = await _open_for_reading(path)
+        file = await open_for_reading(path)
     except FileNotFoundError:  # removed since `open` looked
         raise BlobNotFoundError(key) from None
     try:
@@ -151,7 +301,7 @@ async def _read_chunks(path: Path, key: str) -> AsyncGenerator[bytes, None]:
         file.close()
 
 
-async def _open_for_reading(path: Path) -> BinaryIO:
+async def open_for_reading(path: Path) -> BinaryIO:
     """Open in a worker thread; if the caller is cancelled meanwhile, the file the thread
     opened anyway is closed, not leaked."""
     opening: asyncio.Future[BinaryIO] = asyncio.ensure_future(asyncio.to_thread(_open, path))

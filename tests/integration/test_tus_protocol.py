@@ -405,6 +405,25 @@ async def test_a_refused_file_fails_the_last_patch_and_leaves_no_blob(
     assert again.status == 409
 
 
+async def test_empty_patches_one_after_another_keep_the_offset(
+    client: TestClient[Any, Any],
+) -> None:
+    # An empty body is aiohttp's one shared EmptyStreamReader: reading it must end every time,
+    # not only the first time in the process.
+    tus = await _tus(client)
+    data = stl(10 * KB, seed=21)
+    location = await tus.create(len(data))
+
+    first = await tus.patch(location, 0, b"")
+    second = await tus.patch(location, 0, b"")
+    finished = await tus.patch(location, 0, data)
+
+    assert (first.status, first.headers["Upload-Offset"]) == (204, "0")
+    assert (second.status, second.headers["Upload-Offset"]) == (204, "0")
+    assert finished.status == 204
+    assert await _stored(client, sha256(data)) == data
+
+
 async def test_file_id_metadata_adds_a_version_and_is_checked(
     client: TestClient[Any, Any],
 ) -> None:
