@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import getpass
 import json
 import os
@@ -127,16 +128,52 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         if applied:
             log.info("serve.migrated", applied=applied)
     log.info("serve.starting", url=f"http://{host}:{port}", loop=type(loop).__module__)
-    web.run_app(
-        create_app(settings),
-        host=host,
-        port=port,
-        loop=loop,
+    # web.run_app's loop, with the Socket.IO path routed around the middlewares (_serve)
+    main_task = loop.create_task(
+        _serve(create_app(settings), host=host, port=port, settings=settings)
+    )
+    try:
+        loop.run_until_complete(main_task)
+    except (web.GracefulExit, KeyboardInterrupt):
+        pass
+    finally:
+        if not main_task.done():
+            main_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                loop.run_until_complete(main_task)
+        left = asyncio.all_tasks(loop)
+        for task in left:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+    return 0
+
+
+async def _serve(app: web.Application, *, host: str, port: int, settings: Settings) -> None:
+    """Serve `app` until SIGINT or SIGTERM. Socket.IO requests go straight to Engine.IO
+    (hub.fastio.SocketIOFirst): an idle websocket then holds no middleware frames."""
+    from api.keys import DATABASE, SOCKETS
+    from hub.fastio import SocketIOFirst
+
+    runner = web.AppRunner(
+        app,
+        handle_signals=True,
         shutdown_timeout=settings.shutdown_timeout,
         access_log_class=AccessLogger,
-        print=None,
     )
-    return 0
+    await runner.setup()
+    try:
+        server = runner.server
+        if server is None:  # pragma: no cover - setup() made it
+            raise RuntimeError("the web server was not set up")
+        server.request_handler = SocketIOFirst(
+            app[SOCKETS], server.request_handler, enter=app[DATABASE].make_current
+        )
+        await web.TCPSite(runner, host, port).start()
+        await asyncio.Event().wait()  # until the signal handlers raise GracefulExit
+    finally:
+        await runner.cleanup()
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:

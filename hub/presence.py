@@ -86,18 +86,28 @@ class MemoryPresenceStore(PresenceStore):
     def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._leases: dict[str, dict[str, float]] = {}
+        # user -> no lease of theirs ends before this (pruning before it finds nothing)
+        self._soonest: dict[str, float] = {}
         self._online: dict[str, float] = {}  # user -> when their last lease ends
         self._choice: dict[str, tuple[Status, Activity]] = {}
 
     def _live(self, user_id: str) -> dict[str, float]:
+        """The user's live leases. Expired ones are dropped only once the soonest expiry has
+        passed, so a user with many tabs (leases) costs O(1) per lease, not O(tabs)."""
+        leases = self._leases.setdefault(user_id, {})
         now = self._clock()
-        leases = {c: exp for c, exp in self._leases.get(user_id, {}).items() if exp > now}
-        self._leases[user_id] = leases
+        if leases and self._soonest.get(user_id, 0.0) <= now:
+            for conn_id in [c for c, exp in leases.items() if exp <= now]:
+                del leases[conn_id]
+            self._soonest[user_id] = min(leases.values(), default=0.0)
         return leases
 
     async def lease(self, user_id: str, conn_id: str, ttl: float) -> bool:
         expires = self._clock() + ttl
-        self._live(user_id)[conn_id] = expires
+        leases = self._live(user_id)
+        leases[conn_id] = expires
+        if len(leases) == 1 or expires < self._soonest.get(user_id, 0.0):
+            self._soonest[user_id] = expires
         came_online = user_id not in self._online
         self._online[user_id] = max(self._online.get(user_id, 0.0), expires)
         return came_online

@@ -32,7 +32,7 @@ from db.models.identity import User
 from hub.chat import FANOUT_ERRORS, ChatService, ConversationView, Sent
 from hub.dashboard import DASHBOARD_TYPES
 from hub.email.queue import EmailQueue
-from hub.fastio import FanoutMixin, LocalManager, orjson_module, tune
+from hub.fastio import FanoutMixin, LocalManager, orjson_module, stop_pings, tune
 from hub.gateway import Gateway, refuse
 from hub.metrics import HubMetrics
 from hub.notify import Inbox
@@ -169,6 +169,7 @@ class Hub:
         for subscription in self._subscriptions:
             await subscription.close()
         await self.sio.shutdown()
+        await stop_pings(self.sio)
         if isinstance(self.sio.manager, RedisClientManager):
             await self.sio.manager.close()
 

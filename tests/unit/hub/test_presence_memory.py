@@ -61,3 +61,19 @@ async def test_status_and_activity_are_remembered() -> None:
     await store.release("staff", "c", grace=0)
     await store.go_offline_if_due("staff")
     assert (await store.get("staff")).wire()["status"] == "offline"
+
+
+async def test_expired_leases_among_many_tabs_are_dropped_and_renewed_ones_kept() -> None:
+    clock = Clock()
+    store = MemoryPresenceStore(clock=clock)
+    for n in range(1000):
+        await store.lease("u", f"tab{n}", ttl=30)
+    clock.now += 20
+    for n in range(0, 1000, 2):  # the heartbeat renews the even tabs only
+        await store.lease("u", f"tab{n}", ttl=30)
+    clock.now += 15  # the odd tabs' leases have run out
+    assert await store.release("u", "tab0", grace=10) == 499
+    clock.now += 40  # and now every lease has
+    assert await store.release("u", "tab2", grace=10) == 0
+    clock.now += 10
+    assert await store.go_offline_if_due("u") is True
