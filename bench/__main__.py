@@ -1,7 +1,8 @@
 """Run every benchmark in bench/ and print our figure beside the reference's.
 
-Each benchmark is a module `bench/bench_*.py` with a `main() -> None`. The benchmarks issue
-adds them; until then this says so rather than pretending.
+Each benchmark is a module `bench/bench_*.py` with a `main() -> None`; they run one after the
+other (never side by side: they would measure each other). `python -m bench.bench_<name>` runs
+one.
 """
 
 from __future__ import annotations
