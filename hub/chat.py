@@ -8,6 +8,7 @@ idempotent on (sender, client_msg_id): a retried send returns the stored message
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,8 +16,9 @@ from typing import Any
 from uuid import UUID
 
 from redis.exceptions import RedisError
-from tortoise.backends.base.client import BaseDBAsyncClient
-from tortoise.exceptions import IntegrityError
+from tortoise.backends.base.client import BaseDBAsyncClient, TransactionalDBClient
+from tortoise.backends.sqlite.client import SqliteClient
+from tortoise.exceptions import IntegrityError, OperationalError
 from tortoise.expressions import Q
 from tortoise.functions import Count
 from tortoise.transactions import in_transaction
@@ -335,6 +337,22 @@ class ChatService:
         connection = Conversation._meta.db
         if not shared_files and connection.capabilities.dialect == "postgres":
             return await _insert_in_one_statement(
+                connection,
+                conversation_id=conversation_id,
+                sender_id=sender.user_id if sender else None,
+                client_msg_id=client_msg_id,
+                body=body,
+                attachments=attachments,
+                kind=kind,
+                reader=reader,
+                now=now,
+            )
+        if (
+            not shared_files
+            and isinstance(connection, SqliteClient)
+            and not isinstance(connection, TransactionalDBClient)
+        ):
+            return await _insert_in_one_sqlite_transaction(
                 connection,
                 conversation_id=conversation_id,
                 sender_id=sender.user_id if sender else None,
@@ -678,6 +696,142 @@ async def _insert_in_one_statement(
         ),
         created=True,
         reopened=status is not ConversationStatus(row["previous_status"]),
+    )
+
+
+# The plain message on embedded SQLite, as `_SEND_SQL` is on PostgreSQL: one write transaction
+# (`BEGIN IMMEDIATE` takes the database's write lock at once, so no other writer, in this
+# process or another, can slip between the read of the counter and its bump), run as one job
+# on aiosqlite's worker thread: one hop from the event loop instead of six through Tortoise
+# (its begin's commit and BEGIN, the select, the update, the insert, the commit). Tortoise's
+# connection lock is held meanwhile, so no other query of this process runs inside the
+# transaction. A duplicate client_msg_id fails the insert, the transaction rolls back and no
+# number is used. A send inside an open Tortoise transaction keeps the ORM path.
+_SQLITE_PREVIOUS_SQL = (
+    'SELECT "status" FROM "conversations" WHERE "id" = ? AND ("customer_id" = ? OR ?)'
+)
+_SQLITE_BUMP_SQL = """
+UPDATE "conversations" SET
+    "last_seq" = "last_seq" + 1,
+    "last_message_at" = ?,
+    "updated_at" = ?,
+    "status" = CASE WHEN "customer_id" = ? AND "status" = ? THEN ? ELSE "status" END
+WHERE "id" = ?
+RETURNING "id", "customer_id", "assignee_id", "subject", "status", "last_seq", "created_at",
+          "last_message_at"
+"""
+_SQLITE_INSERT_SQL = (
+    'INSERT INTO "messages" ("id", "conversation_id", "seq", "sender_id", "client_msg_id", '
+    '"kind", "body", "attachments", "created_at") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)'
+)
+
+
+def _send_in_sqlite(
+    db: sqlite3.Connection,
+    previous_args: tuple[Any, ...],
+    bump_args: tuple[Any, ...],
+    insert_args: tuple[Any, ...],
+) -> tuple[str, sqlite3.Row] | None:
+    """On aiosqlite's thread: the previous status and the bumped conversation row, or None
+    (nothing written) when the conversation is missing or hidden from the reader."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        found = db.execute(_SQLITE_PREVIOUS_SQL, previous_args).fetchone()
+        if found is None:
+            db.execute("ROLLBACK")
+            return None
+        bumped: sqlite3.Row = db.execute(_SQLITE_BUMP_SQL, bump_args).fetchone()
+        db.execute(_SQLITE_INSERT_SQL, (*insert_args[:2], bumped["last_seq"], *insert_args[2:]))
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+    return str(found["status"]), bumped
+
+
+async def _insert_in_one_sqlite_transaction(
+    connection: SqliteClient,
+    *,
+    conversation_id: UUID,
+    sender_id: UUID | None,
+    client_msg_id: str | None,
+    body: str,
+    attachments: list[dict[str, Any]],
+    kind: MessageKind,
+    reader: Principal | None,
+    now: datetime,
+) -> Sent:
+    """`ChatService._insert` for a message that shares no files, on SQLite."""
+    message_id = new_id()
+    conversation = str(conversation_id)
+    sender = str(sender_id) if sender_id is not None else None
+    when = Message._meta.fields_map["created_at"].to_db_value(now, Message)
+    async with connection.acquire_connection() as aio:
+        try:
+            # aiosqlite's `_execute` queues a function for its worker thread (what its own
+            # `execute`, `commit` ... do): the whole transaction in one hop.
+            result = await aio._execute(
+                _send_in_sqlite,
+                aio._conn,
+                (
+                    conversation,
+                    str(reader.user_id) if reader is not None else None,
+                    reader is None or may_read_any(reader),
+                ),
+                (
+                    when,
+                    when,
+                    sender,
+                    ConversationStatus.RESOLVED.value,
+                    ConversationStatus.OPEN.value,
+                    conversation,
+                ),
+                (
+                    str(message_id),
+                    conversation,
+                    sender,
+                    client_msg_id,
+                    kind.value,
+                    body,
+                    Message._meta.fields_map["attachments"].to_db_value(attachments, Message),
+                    when,
+                ),
+            )
+        except sqlite3.IntegrityError as exc:
+            raise IntegrityError(exc) from exc
+        except sqlite3.OperationalError as exc:
+            raise OperationalError(exc) from exc
+    if result is None:
+        raise NotFound("conversation_not_found", "No such conversation")
+    previous, row = result
+    status = ConversationStatus(row["status"])
+    seq = int(row["last_seq"])
+    to_datetime = Conversation._meta.fields_map["created_at"].to_python_value
+    return Sent(
+        message=MessageView(
+            id=message_id,
+            conversation_id=conversation_id,
+            seq=seq,
+            sender_id=sender_id,
+            kind=kind,
+            body=body,
+            attachments=list(attachments),
+            created_at=now,
+            client_msg_id=client_msg_id,
+        ),
+        conversation=ConversationView(
+            id=conversation_id,
+            customer_id=_uuid(row["customer_id"]),
+            assignee_id=None if row["assignee_id"] is None else _uuid(row["assignee_id"]),
+            subject=row["subject"],
+            status=status,
+            last_seq=seq,
+            created_at=to_datetime(row["created_at"]),
+            last_message_at=to_datetime(row["last_message_at"]),
+        ),
+        created=True,
+        reopened=status is not ConversationStatus(previous),
     )
 
 
