@@ -631,6 +631,16 @@ _SERVE_LATER: contextvars.ContextVar[list[tuple[FastSocket, PlainWebSocket]] | N
 )
 
 
+# What the application's `add_response_headers` would add that matters for Engine.IO's
+# polling answers (text or JSON, never a page): no sniffing them into something else, no
+# caching, no framing.
+POLLING_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-store",
+    "X-Frame-Options": "DENY",
+}
+
+
 class SocketIOFirst:
     """A `web.Server` request handler: Socket.IO's path goes straight to Engine.IO, the rest
     to the application (`fallback`, the app's own handler with its middlewares).
@@ -672,6 +682,8 @@ class SocketIOFirst:
             sock, ws = later.pop()
             del later
             await sock.serve(ws)
+        elif not response.prepared:  # a polling answer: the headers every response gets
+            response.headers.update(POLLING_HEADERS)
         return response
 
 

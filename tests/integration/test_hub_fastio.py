@@ -232,6 +232,11 @@ async def test_socketio_first_routes_sockets_around_the_middlewares_only(
             await ws.send_str("40" + orjson_module.dumps({"token": account.token}))
             joined = await asyncio.wait_for(ws.receive(), 5)
             assert joined.data.startswith("40{")  # authenticated against the database
+        polling = server.make_url("/socket.io/").with_query(EIO="4", transport="polling")
+        async with http.get(polling) as opened:
+            assert opened.status == 200
+            assert opened.headers["X-Content-Type-Options"] == "nosniff"
+            assert opened.headers["Cache-Control"] == "no-store"
         async with http.get(server.make_url("/healthz")) as response:
             assert response.status == 200
             assert "X-Request-ID" in response.headers  # the rest still goes through them
