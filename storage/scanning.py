@@ -143,6 +143,9 @@ class ScanWorker:
 
     async def _run(self) -> None:
         while True:
+            # Cleared before the batch, not after: news that arrives while a batch runs keeps
+            # the event set, so the wait below returns at once instead of missing it.
+            self._wake.clear()
             try:
                 outcomes = await self.scan_due()
             except asyncio.CancelledError:
@@ -152,7 +155,6 @@ class ScanWorker:
                 outcomes = []
             if len(outcomes) >= self.batch_size:
                 continue  # there may be more due right now
-            self._wake.clear()
             idle = await self._idle_seconds()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), idle)
