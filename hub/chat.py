@@ -335,34 +335,24 @@ class ChatService:
         see (as `conversation_for`), checked on the locked row."""
         now = utcnow()
         connection = Conversation._meta.db
+        plain = PlainMessage(
+            conversation_id=conversation_id,
+            sender_id=sender.user_id if sender else None,
+            client_msg_id=client_msg_id,
+            body=body,
+            attachments=attachments,
+            kind=kind,
+            reader=reader,
+            now=now,
+        )
         if not shared_files and connection.capabilities.dialect == "postgres":
-            return await _insert_in_one_statement(
-                connection,
-                conversation_id=conversation_id,
-                sender_id=sender.user_id if sender else None,
-                client_msg_id=client_msg_id,
-                body=body,
-                attachments=attachments,
-                kind=kind,
-                reader=reader,
-                now=now,
-            )
+            return await _insert_in_one_statement(connection, plain)
         if (
             not shared_files
             and isinstance(connection, SqliteClient)
             and not isinstance(connection, TransactionalDBClient)
         ):
-            return await _insert_in_one_sqlite_transaction(
-                connection,
-                conversation_id=conversation_id,
-                sender_id=sender.user_id if sender else None,
-                client_msg_id=client_msg_id,
-                body=body,
-                attachments=attachments,
-                kind=kind,
-                reader=reader,
-                now=now,
-            )
+            return await _insert_in_one_sqlite_transaction(connection, plain)
         reopened = False
         async with in_transaction():
             found = await Conversation.filter(id=conversation_id).select_for_update().get_or_none()
@@ -575,6 +565,42 @@ class ChatService:
         return await rows.order_by("shortcut").limit(50)
 
 
+@dataclass(frozen=True, slots=True)
+class PlainMessage:
+    """A message that shares no files: what the one-statement (PostgreSQL) and one-hop
+    (SQLite) paths store."""
+
+    conversation_id: UUID
+    sender_id: UUID | None
+    client_msg_id: str | None
+    body: str
+    attachments: list[dict[str, Any]]
+    kind: MessageKind
+    reader: Principal | None
+    now: datetime
+
+    def sent(
+        self, message_id: UUID, conversation: ConversationView, *, previous_status: str
+    ) -> Sent:
+        """The stored message as `send` reports it: numbered `conversation.last_seq`."""
+        return Sent(
+            message=MessageView(
+                id=message_id,
+                conversation_id=self.conversation_id,
+                seq=conversation.last_seq,
+                sender_id=self.sender_id,
+                kind=self.kind,
+                body=self.body,
+                attachments=list(self.attachments),
+                created_at=self.now,
+                client_msg_id=self.client_msg_id,
+            ),
+            conversation=conversation,
+            created=True,
+            reopened=conversation.status is not ConversationStatus(previous_status),
+        )
+
+
 _LIST_SELECT = (
     'SELECT "id", "customer_id", "assignee_id", "subject", "status", "last_seq", "created_at", '
     '"last_message_at" FROM "conversations" '
@@ -637,33 +663,23 @@ SELECT * FROM bumped
 """
 
 
-async def _insert_in_one_statement(
-    connection: BaseDBAsyncClient,
-    *,
-    conversation_id: UUID,
-    sender_id: UUID | None,
-    client_msg_id: str | None,
-    body: str,
-    attachments: list[dict[str, Any]],
-    kind: MessageKind,
-    reader: Principal | None,
-    now: datetime,
-) -> Sent:
+async def _insert_in_one_statement(connection: BaseDBAsyncClient, plain: PlainMessage) -> Sent:
     """`ChatService._insert` for a message that shares no files, on PostgreSQL."""
     message_id = new_id()
+    reader = plain.reader
     _, rows = await connection.execute_query(
         _SEND_SQL,
         [
-            conversation_id,
-            now,
-            sender_id,
+            plain.conversation_id,
+            plain.now,
+            plain.sender_id,
             reader.user_id if reader is not None else None,
             reader is None or may_read_any(reader),
             message_id,
-            client_msg_id,
-            kind.value,
-            body,
-            Message._meta.fields_map["attachments"].to_db_value(attachments, Message),
+            plain.client_msg_id,
+            plain.kind.value,
+            plain.body,
+            Message._meta.fields_map["attachments"].to_db_value(plain.attachments, Message),
             ConversationStatus.RESOLVED.value,
             ConversationStatus.OPEN.value,
         ],
@@ -671,32 +687,17 @@ async def _insert_in_one_statement(
     if not rows:
         raise NotFound("conversation_not_found", "No such conversation")
     row = rows[0]
-    status = ConversationStatus(row["status"])
-    return Sent(
-        message=MessageView(
-            id=message_id,
-            conversation_id=conversation_id,
-            seq=row["last_seq"],
-            sender_id=sender_id,
-            kind=kind,
-            body=body,
-            attachments=list(attachments),
-            created_at=now,
-            client_msg_id=client_msg_id,
-        ),
-        conversation=ConversationView(
-            id=row["id"],
-            customer_id=row["customer_id"],
-            assignee_id=row["assignee_id"],
-            subject=row["subject"],
-            status=status,
-            last_seq=row["last_seq"],
-            created_at=row["created_at"],
-            last_message_at=row["last_message_at"],
-        ),
-        created=True,
-        reopened=status is not ConversationStatus(row["previous_status"]),
+    conversation = ConversationView(
+        id=row["id"],
+        customer_id=row["customer_id"],
+        assignee_id=row["assignee_id"],
+        subject=row["subject"],
+        status=ConversationStatus(row["status"]),
+        last_seq=row["last_seq"],
+        created_at=row["created_at"],
+        last_message_at=row["last_message_at"],
     )
+    return plain.sent(message_id, conversation, previous_status=row["previous_status"])
 
 
 # The plain message on embedded SQLite, as `_SEND_SQL` is on PostgreSQL: one write transaction
@@ -750,23 +751,13 @@ def _send_in_sqlite(
     return str(found["status"]), bumped
 
 
-async def _insert_in_one_sqlite_transaction(
-    connection: SqliteClient,
-    *,
-    conversation_id: UUID,
-    sender_id: UUID | None,
-    client_msg_id: str | None,
-    body: str,
-    attachments: list[dict[str, Any]],
-    kind: MessageKind,
-    reader: Principal | None,
-    now: datetime,
-) -> Sent:
+async def _insert_in_one_sqlite_transaction(connection: SqliteClient, plain: PlainMessage) -> Sent:
     """`ChatService._insert` for a message that shares no files, on SQLite."""
     message_id = new_id()
-    conversation = str(conversation_id)
-    sender = str(sender_id) if sender_id is not None else None
-    when = Message._meta.fields_map["created_at"].to_db_value(now, Message)
+    reader = plain.reader
+    conversation = str(plain.conversation_id)
+    sender = str(plain.sender_id) if plain.sender_id is not None else None
+    when = Message._meta.fields_map["created_at"].to_db_value(plain.now, Message)
     async with connection.acquire_connection() as aio:
         try:
             # aiosqlite's `_execute` queues a function for its worker thread (what its own
@@ -791,10 +782,10 @@ async def _insert_in_one_sqlite_transaction(
                     str(message_id),
                     conversation,
                     sender,
-                    client_msg_id,
-                    kind.value,
-                    body,
-                    Message._meta.fields_map["attachments"].to_db_value(attachments, Message),
+                    plain.client_msg_id,
+                    plain.kind.value,
+                    plain.body,
+                    Message._meta.fields_map["attachments"].to_db_value(plain.attachments, Message),
                     when,
                 ),
             )
@@ -805,34 +796,18 @@ async def _insert_in_one_sqlite_transaction(
     if result is None:
         raise NotFound("conversation_not_found", "No such conversation")
     previous, row = result
-    status = ConversationStatus(row["status"])
-    seq = int(row["last_seq"])
     to_datetime = Conversation._meta.fields_map["created_at"].to_python_value
-    return Sent(
-        message=MessageView(
-            id=message_id,
-            conversation_id=conversation_id,
-            seq=seq,
-            sender_id=sender_id,
-            kind=kind,
-            body=body,
-            attachments=list(attachments),
-            created_at=now,
-            client_msg_id=client_msg_id,
-        ),
-        conversation=ConversationView(
-            id=conversation_id,
-            customer_id=_uuid(row["customer_id"]),
-            assignee_id=None if row["assignee_id"] is None else _uuid(row["assignee_id"]),
-            subject=row["subject"],
-            status=status,
-            last_seq=seq,
-            created_at=to_datetime(row["created_at"]),
-            last_message_at=to_datetime(row["last_message_at"]),
-        ),
-        created=True,
-        reopened=status is not ConversationStatus(previous),
+    conversation_view = ConversationView(
+        id=plain.conversation_id,
+        customer_id=_uuid(row["customer_id"]),
+        assignee_id=None if row["assignee_id"] is None else _uuid(row["assignee_id"]),
+        subject=row["subject"],
+        status=ConversationStatus(row["status"]),
+        last_seq=int(row["last_seq"]),
+        created_at=to_datetime(row["created_at"]),
+        last_message_at=to_datetime(row["last_message_at"]),
     )
+    return plain.sent(message_id, conversation_view, previous_status=previous)
 
 
 def _attachment(file: File) -> dict[str, Any]:
