@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import tempfile
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -15,9 +14,8 @@ from typing import IO
 
 from storage.blobs import BlobStore, UploadHandle
 from storage.blobs.base import BATCH_SIZE
+from storage.blobs.piece_writes import MAX_PIECES, write_pieces
 from storage.tus_protocol import Checksum, ChecksumMismatch
-
-MAX_PIECES = 512  # a batch ends there too: one writev takes at most IOV_MAX (1024) buffers
 
 
 async def append_verified(
@@ -76,17 +74,9 @@ def _open_spill(directory: Path) -> IO[bytes]:
 
 
 def _spill(file: IO[bytes], digest: hashlib._Hash, pieces: list[bytes]) -> None:
-    """In a worker thread: the pieces to the end of the spill file (one writev; a short write
-    goes on with plain writes), and into the digest."""
-    if not pieces:
-        return
-    fd = file.fileno()
-    written = os.writev(fd, pieces)
+    """In a worker thread: the pieces to the end of the spill file, and into the digest."""
+    write_pieces(file.fileno(), pieces)
     for piece in pieces:
-        rest = memoryview(piece)[min(max(written, 0), len(piece)) :]
-        written -= len(piece)
-        while rest:
-            rest = rest[os.write(fd, rest) :]
         digest.update(piece)
 
 

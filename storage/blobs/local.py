@@ -35,15 +35,15 @@ from storage.blobs.base import (
     UploadHandle,
     check_key,
 )
+from storage.blobs.piece_writes import MAX_PIECES, write_pieces
 
 UPLOADS_DIR = ".uploads"
 _UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
 # Bytes gathered before a worker thread writes and hashes them (one thread hop each); a batch
-# also ends at `_MAX_PIECES` pieces (one writev takes at most IOV_MAX buffers). 1 MiB measured
+# also ends at `MAX_PIECES` pieces (one writev takes at most IOV_MAX buffers). 1 MiB measured
 # at least as fast as 2 and 4 MiB here (likely: the batch is still in the CPU cache when it is
 # hashed after the write), and holds less.
 WRITE_BATCH = BATCH_SIZE
-_MAX_PIECES = 512
 SYNC_STEP = 64 * 1024 * 1024
 _WRITE_BEHIND = hasattr(os, "fdatasync") and hasattr(os, "posix_fadvise")  # not on macOS
 
@@ -98,7 +98,7 @@ class LocalBlobStore(BlobStore):
                 batch.append(piece)
                 batched += len(piece)
                 upload.size += len(piece)
-                if batched >= WRITE_BATCH or len(batch) >= _MAX_PIECES:
+                if batched >= WRITE_BATCH or len(batch) >= MAX_PIECES:
                     await writer.submit(batch)
                     batch, batched = [], 0
         finally:
@@ -243,7 +243,7 @@ class _Writer:
                 if self.fd is None:
                     self.fd = os.open(upload.path, os.O_WRONLY | os.O_APPEND)
                     self.end = os.fstat(self.fd).st_size
-                self.end += _write_all(self.fd, batch)
+                self.end += write_pieces(self.fd, batch)
                 for piece in batch:
                     upload.digest.update(piece)
         except BaseException:
@@ -269,24 +269,6 @@ class _Writer:
         start = min(upload.synced, end)
         os.posix_fadvise(fd, start, end - start, os.POSIX_FADV_DONTNEED)
         upload.synced = end
-
-
-def _write_all(fd: int, pieces: list[bytes]) -> int:
-    """One writev for the pieces; a short write (a full disk, a signal) goes on piece by piece
-    from where it stopped. Returns the bytes written (all of them)."""
-    total = sum(len(piece) for piece in pieces)
-    written = os.writev(fd, pieces)
-    if written == total:
-        return total
-    for piece in pieces:
-        if written >= len(piece):
-            written -= len(piece)
-            continue
-        view = memoryview(piece)[written:]
-        written = 0
-        while view:
-            view = view[os.write(fd, view) :]
-    return total
 
 
 async def _read_chunks(path: Path, key: str) -> AsyncGenerator[bytes, None]:
