@@ -4,9 +4,9 @@ A valid signature is not enough: the session must still be open (logout, a passw
 a refresh-token reuse closes it) and the account active. The role is read from the database,
 so a role change or a suspension takes effect at once, not when the token expires.
 
-This runs on every authenticated request, so it is one hand-written query (the same text on
-SQLite and PostgreSQL but for the placeholders) rather than a queryset: Tortoise's query
-building and model hydration cost more CPU than the round trip itself. The token's signature
+This runs on every authenticated request, so it is one hand-written query (`db.raw_sql`)
+rather than a queryset: Tortoise's query building and model hydration cost more CPU than the
+round trip itself. The token's signature
 check is remembered per process (the claims never change); the session and the role are
 read every time, so a logout, a revocation, a deactivation or a role change on any node
 applies to the very next request.
@@ -24,6 +24,7 @@ from core.permissions import Role
 from core.principal import Principal
 from core.tokens import AccessClaims, KeyRing, decode_access_token
 from db.models.identity import AuthSession
+from db.raw_sql import fetch_rows
 
 VERIFIED_TOKENS = 4096  # access tokens whose signature this process remembers having checked
 
@@ -33,7 +34,6 @@ _SESSION_SQL = (
     'JOIN "users" u ON u."id" = s."user_id" '
     'WHERE s."id" = $1 AND s."user_id" = $2 AND s."revoked_at" IS NULL AND u."is_active"'
 )
-_SESSION_SQL_SQLITE = _SESSION_SQL.replace("$1", "?").replace("$2", "?")
 
 
 @lru_cache(maxsize=VERIFIED_TOKENS)
@@ -63,13 +63,7 @@ async def principal_from_access_token(token: str, *, keys: KeyRing) -> Principal
         user_id = UUID(claims.user_id)
     except ValueError:
         raise Unauthorized("unauthorized", "The access token is invalid") from None
-    connection = AuthSession._meta.db
-    values: list[object]
-    if connection.capabilities.dialect == "postgres":
-        sql, values = _SESSION_SQL, [session_id, user_id]
-    else:
-        sql, values = _SESSION_SQL_SQLITE, [str(session_id), str(user_id)]
-    _, rows = await connection.execute_query(sql, values)
+    rows = await fetch_rows(AuthSession._meta.db, _SESSION_SQL, [session_id, user_id])
     if not rows or _expires_at(rows[0][0]) <= utcnow():
         raise Unauthorized("session_revoked", "This session has ended: sign in again")
     return Principal(user_id=user_id, role=Role(rows[0][1]), session_id=session_id)

@@ -40,6 +40,7 @@ from db.models.chat import (
 )
 from db.models.files import File, FileGrant
 from db.models.identity import User
+from db.raw_sql import fetch_rows
 from storage.file_access import readable_file_ids
 
 HISTORY_LIMIT = 100
@@ -205,11 +206,7 @@ class ChatService:
         and model hydration cost more CPU than the query."""
         connection = Conversation._meta.db
         column = "customer_id" if principal.role is Role.CUSTOMER else "assignee_id"
-        if connection.capabilities.dialect == "postgres":
-            _, rows = await connection.execute_query(_LIST_SQL[column], [principal.user_id])
-        else:
-            sql = _LIST_SQL[column].replace("$1", "?")
-            _, rows = await connection.execute_query(sql, [str(principal.user_id)])
+        rows = await fetch_rows(connection, _LIST_SQL[column], [principal.user_id])
         return [_conversation_of(row) for row in rows]
 
     async def queue(self, *, principal: Principal, limit: int = 100) -> list[ConversationView]:
