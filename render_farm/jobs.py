@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from tortoise.expressions import F, Q
+from tortoise.expressions import F, Subquery
 from tortoise.transactions import in_transaction
 
 from core.clock import utcnow
@@ -22,7 +22,7 @@ from core.principal import Principal
 from db.models.files import FileVersion, ScanStatus
 from db.models.render import RenderJob, RenderStatus
 from render_farm.pipeline.kinds import is_renderable, normalize_kind
-from storage.file_access import check_can_read, may_read_any
+from storage.file_access import check_can_read, readable_files
 
 ACTIVE = (RenderStatus.QUEUED, RenderStatus.RUNNING)
 RENDERABLE_SCANS = (ScanStatus.CLEAN, ScanStatus.UNSCANNED)
@@ -166,11 +166,7 @@ async def list_jobs(
 ) -> tuple[list[JobView], UUID | None]:
     """Jobs of live files the caller may read (all of them for staff with files:read_any),
     newest first, keyset-paged on the time-ordered id; returns the jobs and the next cursor."""
-    query = RenderJob.filter(file__deleted_at=None)
-    if not may_read_any(principal):
-        query = query.filter(
-            Q(file__owner_id=principal.user_id) | Q(file__grants__user_id=principal.user_id)
-        ).distinct()
+    query = RenderJob.filter(file_id__in=Subquery(readable_files(principal).values("id")))
     if status is not None:
         query = query.filter(status=status)
     if file_id is not None:

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from uuid import UUID
 
 from tortoise.expressions import Q
+from tortoise.queryset import QuerySet
 
 from core.errors import NotFound
 from core.permissions import Permission
@@ -67,18 +68,23 @@ async def check_can_write(principal: Principal, file_id: UUID) -> File:
     raise file_not_found()
 
 
+def readable_files(principal: Principal) -> QuerySet[File]:
+    """The live files the caller may read, as a query to filter further or to select from."""
+    live = File.filter(deleted_at=None)
+    if may_read_any(principal):
+        return live
+    return live.filter(
+        Q(owner_id=principal.user_id) | Q(grants__user_id=principal.user_id)
+    ).distinct()
+
+
 async def readable_file_ids(principal: Principal, ids: Iterable[UUID]) -> set[UUID]:
-    """Those of `ids` the caller may read (live files only), in one or two queries."""
+    """Those of `ids` the caller may read (live files only), in one query."""
     wanted = set(ids)
     if not wanted:
         return set()
-    live = File.filter(id__in=wanted, deleted_at=None)
-    if may_read_any(principal):
-        return set(await live.values_list("id", flat=True))  # type: ignore[arg-type]
-    owned_or_granted = live.filter(
-        Q(owner_id=principal.user_id) | Q(grants__user_id=principal.user_id)
-    ).distinct()
-    return set(await owned_or_granted.values_list("id", flat=True))  # type: ignore[arg-type]
+    readable = readable_files(principal).filter(id__in=wanted)
+    return set(await readable.values_list("id", flat=True))  # type: ignore[arg-type]
 
 
 async def check_folder_readable(principal: Principal, folder_id: UUID) -> Folder:
