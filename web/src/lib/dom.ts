@@ -33,6 +33,22 @@ export function clear(element: Element): void {
   element.replaceChildren();
 }
 
+/** Rebuild `container`'s content without taking the keyboard focus away: a control focused
+ * inside it is focused again in the new content (the one of the same kind and text). */
+export function rebuildKeepingFocus(container: Element, build: () => void): void {
+  const active = document.activeElement;
+  const focused = active instanceof HTMLElement && container.contains(active) ? active : null;
+  const text = focused?.textContent ?? "";
+  build();
+  if (!focused) return;
+  for (const candidate of container.querySelectorAll<HTMLElement>(focused.tagName)) {
+    if (candidate.textContent === text) {
+      candidate.focus();
+      return;
+    }
+  }
+}
+
 let liveRegion: HTMLElement | null = null;
 
 /** Read out a short status to screen readers. */

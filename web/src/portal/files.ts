@@ -3,7 +3,7 @@
 // live, the 3D preview (three.js on the web GLB, loaded on demand, with the PNG as its
 // poster and fallback), the geometry, tags, versions with rollback, and share links.
 
-import { announce, clear, errorText, formatDateTime, h } from "../lib/dom";
+import { announce, clear, errorText, formatDateTime, h, rebuildKeepingFocus } from "../lib/dom";
 import {
   RENDERABLE,
   SCAN_TEXT,
@@ -490,6 +490,10 @@ export function filePage(context: PageContext, fileId: string): HTMLElement {
 
   const loadVersions = async (): Promise<void> => {
     const { items } = await session.request<{ items: Version[] }>("GET", `/files/${fileId}/versions`);
+    // news (a scan, a render) reloads the list: a keyboard user's focus stays on their button
+    rebuildKeepingFocus(versionList, () => showVersions(items));
+  };
+  const showVersions = (items: Version[]): void => {
     clear(versionList);
     const currentNumber = detail?.current_version;
     for (const v of [...items].sort((a, b) => b.number - a.number)) {
